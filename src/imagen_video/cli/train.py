@@ -1,0 +1,129 @@
+"""`imagen-video train`: train one stage of a cascade (paper sec. 2.2), resumable and torchrun-ready.
+
+    imagen-video train --stage base --data DATA --out runs/base [--cascade demo] [--config train.json]
+                       [--resume] [--max-steps N] [--batch-size N] [--lr X] [--text-cache DIR]
+    torchrun --nproc_per_node 2 -m imagen_video.cli train ...   (data-parallel, same arguments)
+
+Bad input (unknown stage, missing data path, empty dataset, caption file without media) fails before
+any model is built. ``out/stage/`` always holds the latest EMA weights in the cascade's stage-folder
+format. The logic lives in :func:`imagen_video.train.train_stage`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from imagen_video.cli import UserError
+
+if TYPE_CHECKING:
+    from imagen_video.train import TrainResult
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``train`` subcommand."""
+    parser = subparsers.add_parser(
+        "train",
+        help="train one stage of a cascade on a video-text dataset",
+        description="Train the cascade stage STAGE on DATA (manifest.jsonl dir/file or a captioned media "
+        "folder). Checkpoints go to OUT/checkpoints (every checkpoint_every steps and on SIGTERM/SIGINT); "
+        "OUT/stage holds the EMA weights in stage-folder format. Runs under torchrun as well.",
+    )
+    parser.add_argument("--stage", required=True, help="stage name in the cascade (e.g. base, tsr1, ssr1)")
+    parser.add_argument(
+        "--data", required=True, type=Path, help="dataset: manifest.jsonl, its dir, or a folder"
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="run directory")
+    parser.add_argument(
+        "--cascade",
+        default="demo",
+        help="cascade preset (tiny, demo, paper) or CascadeConfig JSON file (default demo)",
+    )
+    parser.add_argument(
+        "--config", type=Path, default=None, help="TrainConfig JSON (default: built-in defaults)"
+    )
+    parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    parser.add_argument("--max-steps", type=_positive_int, default=None, help="override max_steps")
+    parser.add_argument(
+        "--batch-size", type=_positive_int, default=None, help="override batch_size (per rank)"
+    )
+    parser.add_argument("--lr", type=float, default=None, help="override the peak learning rate")
+    parser.add_argument(
+        "--text-cache", type=Path, default=None, help="embedding cache dir (default OUT/text_cache)"
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device (default: cuda:<local rank> if available)"
+    )
+    parser.add_argument("--fsdp", action="store_true", help="shard parameters with FSDP (under torchrun)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument(
+        "--weights-digest",
+        action="store_true",
+        help="print a sha256 of each rank's final weights (replicas must agree)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the stage and configs, train, and print where the results are."""
+    from imagen_video.data import DatasetError
+    from imagen_video.train import TrainSetupError, load_train_config, resolve_cascade, train_stage
+
+    try:
+        cascade = resolve_cascade(args.cascade)
+        stage = cascade.stage(args.stage)
+        overrides = {"max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr}
+        train_cfg = load_train_config(args.config, **overrides)
+        if args.fsdp:
+            train_cfg = train_cfg.replace(fsdp=True)
+    except KeyError as err:
+        raise UserError(err.args[0]) from None
+    except (ValueError, FileNotFoundError) as err:
+        raise UserError(str(err)) from None
+    try:
+        result = train_stage(
+            stage,
+            train_cfg,
+            args.data,
+            args.out,
+            resume=args.resume,
+            text_encoder=cascade.text_encoder,
+            text_max_length=cascade.text_max_length,
+            text_cache=args.text_cache,
+            device=args.device,
+            progress=not args.no_progress,
+            weights_digest=args.weights_digest,
+        )
+    except (DatasetError, TrainSetupError) as err:
+        raise UserError(str(err)) from None
+    _report(args, result)
+    return 0
+
+
+def _report(args: argparse.Namespace, result: TrainResult) -> None:
+    """Print the per-rank weight digest (if asked) and, on rank 0, where the run ended."""
+    rank = int(os.environ.get("RANK", "0"))
+    if args.weights_digest:
+        print(f"rank {rank} weights sha256 {result.weights_digest}", flush=True)
+    if rank != 0:
+        return
+    if result.interrupted:
+        print(
+            f"stopped by signal at step {result.step}; checkpoint {result.checkpoint}; "
+            f"continue with --resume",
+            file=sys.stderr,
+        )
+    print(
+        f"stage {args.stage}: step {result.step} (started at {result.start_step}); "
+        f"skipped files {result.skipped_files}; stage folder {result.stage_dir}"
+    )

@@ -1,0 +1,67 @@
+"""Preview samples during training: a few DDIM steps from the EMA weights, one GIF per prompt.
+
+Sampling is the cascade's own ``imagen_video.cascade.sampling.sample_stage`` (diffusion-math.md secs.
+3b, 5-8): the stage's guidance schedule and thresholding wrap the network; SR stages see their
+conditioning clip upsampled with ``upsample_video`` and noise-augmented at the stage's fixed
+``aug_logsnr``. Only the sampler is swapped for a short DDIM run (``preview_sampling_steps``):
+previews are for watching a run, not for evaluation.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from imagen_video.cascade.config import StageConfig
+from imagen_video.cascade.export import write_video
+from imagen_video.cascade.sampling import StageOverride, TextCondition, sample_stage
+from imagen_video.text.base import TextEmbeddings
+from imagen_video.train.step import model_device
+
+
+@torch.no_grad()
+def sample_preview(
+    model: nn.Module,
+    stage_cfg: StageConfig,
+    text: TextEmbeddings,
+    *,
+    cond_video: torch.Tensor | None = None,
+    steps: int = 8,
+    generator: torch.Generator,
+    precision: str = "fp32",
+) -> torch.Tensor:
+    """Sample B clips (B, C, T, H, W) in [-1, 1] with ``steps`` DDIM steps (diffusion-math.md sec. 5).
+
+    ``text``: B prompt embeddings; ``cond_video`` (B, C, T', H', W') in [-1, 1] for SR stages, at the
+    stage's input shape. Draws from ``generator`` as ``sample_stage`` does (aug noise, then z_1).
+    """
+    device = model_device(model)
+    condition = TextCondition(
+        tokens=text.tokens.to(device),
+        mask=text.mask.to(device),
+        null=torch.zeros(len(text), dtype=torch.bool, device=device),
+    )
+    stage = StageOverride(steps=steps, sampler="ddim").apply(stage_cfg)
+    autocast_dtype = torch.bfloat16 if precision == "bf16" and device.type == "cuda" else None
+    return sample_stage(
+        model, stage, condition, cond_video, generator=generator, autocast_dtype=autocast_dtype
+    )
+
+
+def _slug(prompt: str, limit: int = 40) -> str:
+    """File-name-safe short form of a prompt."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", prompt).strip("-")[:limit] or "prompt"
+
+
+def write_previews(videos: torch.Tensor, prompts: list[str], directory: Path, fps: float) -> list[Path]:
+    """Write each clip of ``videos`` (B, C, T, H, W) in [-1, 1] as ``<i>_<prompt>.gif`` (atomically)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    scale = max(1, 128 // max(videos.shape[-2:]))  # nearest-neighbour upscale so tiny clips are visible
+    paths = []
+    for index, (clip, prompt) in enumerate(zip(videos, prompts, strict=True)):
+        unit = ((clip.float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0)  # (C, T, H, W) in [0, 1]
+        paths.append(write_video(unit, directory / f"{index:02d}_{_slug(prompt)}.gif", fps, scale=scale))
+    return paths

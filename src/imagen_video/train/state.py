@@ -1,0 +1,135 @@
+"""Training state to and from (safetensors tensors, JSON) pairs: model, optimizer and RNG states.
+
+Checkpoints never pickle: every tensor goes to a safetensors group and every other value (optimizer
+param groups, Python / NumPy RNG integers) to JSON. Model and optimizer state go through
+``torch.distributed.checkpoint.state_dict`` with full (unsharded) state dicts keyed by parameter
+names, so the same code serves a plain module, DistributedDataParallel and FSDP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+_SEP = "/"
+
+
+def model_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Full state dict of ``model`` (plain, DDP or FSDP; collective under FSDP) on CPU.
+
+    In a process group only rank 0 receives the tensors (other ranks get an empty dict).
+    """
+    return get_model_state_dict(model, options=_FULL)
+
+
+def load_model_tensors(model: nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """Load a full state dict into ``model`` (plain, DDP or FSDP), strictly."""
+    set_model_state_dict(model, tensors, options=StateDictOptions(full_state_dict=True, strict=True))
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 over names, dtypes, shapes and bytes of ``tensors`` (e.g. to check that replicas agree)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().to("cpu")
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        flat = tensor.reshape(-1).contiguous()  # any memory format (e.g. channels-last) -> logical order
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return digest.hexdigest()
+
+
+def optimizer_tensors(
+    model: nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Split the optimizer's full state into tensors ``"<param name>/<key>"`` and JSON (param groups).
+
+    In a process group the full state is gathered on rank 0 only; other ranks get empty results.
+    """
+    full = get_optimizer_state_dict(model, optimizer, options=_FULL)
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for param_name, entry in full.get("state", {}).items():
+        for key, value in entry.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{param_name}{_SEP}{key}"] = value
+            else:
+                scalars.setdefault(param_name, {})[key] = value
+    groups = [
+        {k: list(v) if isinstance(v, tuple) else v for k, v in g.items()}
+        for g in full.get("param_groups", [])
+    ]
+    return tensors, {"param_groups": groups, "scalars": scalars}
+
+
+def load_optimizer_tensors(
+    model: nn.Module, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> None:
+    """Inverse of :func:`optimizer_tensors`: rebuild the full optimizer state and load it."""
+    state: dict[str, dict[str, Any]] = {}
+    for flat, value in tensors.items():
+        param_name, key = flat.rsplit(_SEP, 1)
+        state.setdefault(param_name, {})[key] = value
+    for param_name, entry in meta["scalars"].items():
+        state.setdefault(param_name, {}).update(entry)
+    groups = [dict(group) for group in meta["param_groups"]]
+    set_optimizer_state_dict(
+        model,
+        optimizer,
+        {"state": state, "param_groups": groups},
+        options=StateDictOptions(full_state_dict=True),
+    )
+    for group in optimizer.param_groups:  # JSON has no tuples: restore AdamW's (beta1, beta2) type
+        if isinstance(group.get("betas"), list):
+            group["betas"] = tuple(group["betas"])
+
+
+def capture_rng(generator: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """This process's RNG states: the training generator, torch CPU / CUDA, Python and NumPy globals."""
+    tensors = {"generator": generator.get_state(), "torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for index, cuda_state in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda{index}"] = cuda_state
+    version, internal, gauss = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
+    numpy_json = {
+        "bit_generator": numpy_state["bit_generator"],
+        "key": numpy_state["state"]["key"].tolist(),
+        "pos": int(numpy_state["state"]["pos"]),
+        "has_gauss": int(numpy_state["has_gauss"]),
+        "gauss": float(numpy_state["gauss"]),
+    }
+    return tensors, {"python": [version, list(internal), gauss], "numpy": numpy_json}
+
+
+def restore_rng(generator: torch.Generator, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng` (CUDA states are restored for the devices present)."""
+    generator.set_state(tensors["generator"])
+    torch.set_rng_state(tensors["torch_cpu"])
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            if f"cuda{index}" in tensors:
+                torch.cuda.set_rng_state(tensors[f"cuda{index}"], index)
+    version, internal, gauss = meta["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_json = meta["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": numpy_json["bit_generator"],
+            "state": {"key": np.asarray(numpy_json["key"], dtype=np.uint32), "pos": numpy_json["pos"]},
+            "has_gauss": numpy_json["has_gauss"],
+            "gauss": numpy_json["gauss"],
+        }
+    )
