@@ -1,0 +1,116 @@
+"""`imagen-video cascade`: build and inspect cascade directories (brief contract 6).
+
+- ``assemble DIR [STAGE_DIR ...]``: write ``cascade.json`` over trained stage folders (copying the given
+  folders, e.g. ``runs/base/stage``, into ``DIR/<stage name>/``); the stage order follows the shapes;
+- ``init DIR --preset NAME``: a randomly initialised cascade from a preset (tests, smoke runs);
+- ``show DIR``: the stages, their shapes, frame rates, parameters and default sampler settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from imagen_video.cli import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `cascade` subcommand with `assemble`, `init` and `show`."""
+    parser = subparsers.add_parser("cascade", help="assemble, create or inspect cascade directories")
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    assemble = actions.add_parser("assemble", help="write cascade.json over trained stage folders")
+    assemble.add_argument("directory", help="the cascade directory (created if missing)")
+    assemble.add_argument("stage_dirs", nargs="*", metavar="STAGE_DIR",
+                          help="stage folders to copy in (default: the stage folders already in DIRECTORY)")
+    assemble.add_argument("--preset", default="demo",
+                          help="preset giving the defaults of --name, --text-encoder, --text-max-length")
+    assemble.add_argument("--name", help="cascade name")
+    assemble.add_argument("--text-encoder", help="load_text_encoder name, e.g. embedded or t5:<dir>")
+    assemble.add_argument("--text-max-length", type=int, help="prompt token length")
+    assemble.add_argument("--order", help="comma-separated stage names (default: inferred from shapes)")
+    assemble.add_argument("--no-text-check", action="store_true",
+                          help="do not load the text encoder to check its width and record its identity")
+
+    init = actions.add_parser("init", help="write a randomly initialised cascade from a preset")
+    init.add_argument("directory")
+    init.add_argument("--preset", default="tiny", help="tiny, demo or paper (default: tiny)")
+    init.add_argument("--seed", type=int, default=0, help="initialisation seed")
+    init.add_argument("--text-encoder", help="override the preset's text encoder name")
+
+    show = actions.add_parser("show", help="describe a cascade directory")
+    show.add_argument("directory")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the chosen action; library errors become one-line user errors."""
+    from imagen_video.cascade.directory import CascadeLoadError
+    from imagen_video.cascade.stage_io import StageLoadError
+
+    action = {"assemble": _assemble, "init": _init, "show": _show}[args.action]
+    try:
+        return action(args)
+    except (CascadeLoadError, StageLoadError, ValueError, KeyError, OSError) as err:
+        raise UserError(str(err).strip("'\"")) from None
+
+
+def _assemble(args: argparse.Namespace) -> int:
+    from imagen_video.cascade.directory import assemble_cascade
+    from imagen_video.cascade.presets import get_cascade_preset
+
+    preset = get_cascade_preset(args.preset)
+    encoder_name = args.text_encoder or preset.text_encoder
+    max_length = args.text_max_length or preset.text_max_length
+    identity = text_dim = None
+    if not args.no_text_check:
+        from imagen_video.text import load_text_encoder
+
+        encoder = load_text_encoder(encoder_name, max_length=max_length)
+        identity, text_dim = encoder.identity, encoder.dim
+    config = assemble_cascade(
+        args.directory,
+        name=args.name or preset.name,
+        text_encoder=encoder_name,
+        text_max_length=max_length,
+        stage_dirs=args.stage_dirs or None,
+        order=[n.strip() for n in args.order.split(",")] if args.order else None,
+        text_encoder_identity=identity,
+        text_dim=text_dim,
+    )
+    print(f"wrote {args.directory}/cascade.json: {' -> '.join(config.stage_names)} "
+          f"(text encoder {encoder_name}{', identity ' + identity if identity else ''})")
+    return 0
+
+
+def _init(args: argparse.Namespace) -> int:
+    import torch
+
+    from imagen_video.cascade.presets import get_cascade_preset
+    from imagen_video.cascade.runner import Cascade
+
+    config = get_cascade_preset(args.preset)
+    if args.text_encoder:
+        config = config.replace(text_encoder=args.text_encoder)
+    cascade = Cascade.from_config(config, generator=torch.Generator().manual_seed(args.seed))
+    cascade.save_pretrained(args.directory)
+    print(f"wrote a randomly initialised {args.preset!r} cascade to {args.directory}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from imagen_video.cascade.directory import read_cascade_json, resolve_stage_config
+
+    manifest = read_cascade_json(args.directory)
+    config = manifest.config
+    print(f"cascade {config.name!r}: text encoder {config.text_encoder} (max {config.text_max_length} tokens)"
+          + (f", identity {manifest.text_encoder_identity}" if manifest.text_encoder_identity else ""))
+    for stage in config.stages:
+        stage = resolve_stage_config(args.directory, stage)
+        guidance = stage.guidance
+        weight = (f"w={guidance.w:g}" if guidance.mode == "constant"
+                  else f"oscillate {guidance.w_high:g}/{guidance.w_low:g} after {guidance.constant_steps}")
+        shape = f"{stage.frames}x{stage.height}x{stage.width} @ {stage.fps:g} fps"
+        aug = f", aug log-SNR {stage.aug_logsnr:.2f}" if stage.is_super_resolution else ""
+        print(f"  {stage.name:<8} {stage.kind:<4} {shape}  {stage.sampler.name} {stage.sampler.steps} steps, "
+              f"guidance {weight}, threshold {stage.threshold.mode}{aug}")
+    return 0

@@ -1,0 +1,196 @@
+"""`imagen-video generate`: text in, video file out, through the cascade (paper sec. 2.2, Figure 6).
+
+Arguments are validated before any network is loaded; outputs are written atomically, so a bad
+argument, an error or Ctrl-C never leaves a partial file at the requested path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from imagen_video.cli import UserError
+
+if TYPE_CHECKING:
+    from imagen_video.cascade.config import CascadeConfig
+    from imagen_video.cascade.runner import Cascade, CascadeOutput
+    from imagen_video.cascade.sampling import StageOverride
+
+GUIDANCE_HELP = (
+    "guidance weight, eq. 5 convention (0 = none): W, STAGE=W, oscillate:HIGH,LOW[,K] or "
+    "STAGE=oscillate:HIGH,LOW[,K] (K initial steps at HIGH, paper sec. 2.6.2); without STAGE= it "
+    "applies to every stage; repeatable"
+)
+
+
+def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared with `upsample`: model, seed, per-stage sampling overrides, output and device."""
+    parser.add_argument("-o", "--output", help="output file (.mp4 .gif .webp) or PNG frame folder")
+    parser.add_argument("--model", help="cascade directory (default: the embedded demo cascade)")
+    parser.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed)")
+    parser.add_argument("--steps", action="append", default=[], metavar="[STAGE=]N",
+                        help="sampler steps of a stage (or of every stage); repeatable")
+    parser.add_argument("--sampler", action="append", default=[], metavar="[STAGE=]NAME",
+                        help="sampler of a stage: ancestral, ddim or stochastic; repeatable")
+    parser.add_argument("--guidance", action="append", default=[], metavar="SPEC", help=GUIDANCE_HELP)
+    parser.add_argument("--format", choices=("mp4", "gif", "webp", "png"),
+                        help="output format (default: from the -o suffix, else mp4)")
+    parser.add_argument("--scale", type=int, default=1, help="integer nearest-neighbour upscale on export")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
+    parser.add_argument("--offload", action="store_true",
+                        help="keep only the running stage on the device (bounds GPU memory)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `generate` subcommand."""
+    parser = subparsers.add_parser(
+        "generate",
+        help="generate videos from text prompts with a cascade",
+        description="Generate a video from a text prompt through the cascade of video diffusion "
+        "models (base, then temporal and spatial super-resolution stages).",
+    )
+    parser.add_argument("prompt", nargs="?", help="the text prompt (or use --prompts FILE)")
+    parser.add_argument("--prompts", metavar="FILE",
+                        help="one prompt per line; writes one output per prompt into the -o directory, "
+                        "named by line number")
+    parser.add_argument("--num-videos", type=int, default=1, metavar="K", help="videos per prompt")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N",
+                        help="prompts sampled together through each stage (default 8)")
+    add_sampling_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate every argument, load the cascade, generate in batches, write one output per video."""
+    import torch
+
+    from imagen_video.cascade import cli_support
+    from imagen_video.text import TextEncoderUnavailable
+
+    started = time.perf_counter()
+    try:
+        prompts = _prompts(args)
+        cli_support.check_positive("--num-videos", args.num_videos)
+        cli_support.check_positive("--batch-size", args.batch_size)
+        cli_support.check_positive("--seed", args.seed, allow_zero=True)
+        cli_support.check_positive("--scale", args.scale)
+        cli_support.check_positive("--threads", args.threads)
+        plan = cli_support.plan_outputs(args.output, args.format, prompts, args.num_videos,
+                                        batch=args.prompts is not None)
+        cli_support.resolve_device(args.device)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    model_dir, _, _, overrides = load_plan(args)
+    cascade = load_cascade(model_dir, args.device)
+    seed = resolve_seed(args.seed)
+    generator = torch.Generator().manual_seed(seed)
+    for first in range(0, len(prompts), args.batch_size):
+        chunk = [prompt for _, prompt in prompts[first : first + args.batch_size]]
+        try:
+            with warnings_as_lines("generate"):
+                output = cascade.generate(
+                    chunk, generator=generator, num_videos_per_prompt=args.num_videos, overrides=overrides,
+                    offload=args.offload, progress=not args.quiet,
+                )
+        except (ValueError, TextEncoderUnavailable) as err:  # e.g. an override a stage rejects
+            raise UserError(str(err)) from None
+        paths = plan.paths[first * args.num_videos : (first + len(chunk)) * args.num_videos]
+        for path in write_outputs(output, paths, plan.format, args.scale):
+            print(f"wrote {path}")
+        print(cli_support.timing_report(output, time.perf_counter() - started))
+    print(describe(output, seed, model_dir))
+    return 0
+
+
+def _prompts(args: argparse.Namespace) -> list[tuple[int | None, str]]:
+    from imagen_video.cascade import cli_support
+
+    if args.prompts is not None:
+        if args.prompt is not None:
+            raise ValueError("give either a PROMPT or --prompts FILE, not both")
+        return list(cli_support.read_prompts_file(args.prompts))
+    if args.prompt is None:
+        raise ValueError("no prompt given; pass PROMPT or --prompts FILE")
+    if not args.prompt.strip():
+        raise ValueError("the prompt is empty")
+    return [(None, args.prompt)]
+
+
+def load_plan(
+    args: argparse.Namespace, *, upsample: bool = False
+) -> tuple[Path, CascadeConfig, list[str], dict[str, StageOverride]]:
+    """Read the cascade's ``cascade.json`` (no weights): the config, the stages to run (every stage;
+    for `upsample` the SR stages of ``--stages``) and the per-stage overrides parsed against them."""
+    from imagen_video.cascade import cli_support
+    from imagen_video.cascade.directory import CascadeLoadError, read_cascade_json
+    from imagen_video.cascade.runner import select_stages
+
+    model_dir = Path(args.model) if args.model is not None else cli_support.default_model_dir()
+    if args.model is None and not model_dir.is_dir():
+        raise UserError(f"no --model given and the demo cascade is not installed at {model_dir}")
+    try:
+        config = read_cascade_json(model_dir).config
+        names = cli_support.parse_stage_list(args.stages, config) if upsample else None
+        stages = [stage.name for stage in select_stages(config, names, from_base=not upsample)]
+        overrides = cli_support.parse_overrides(config, steps=args.steps, samplers=args.sampler,
+                                                guidance=args.guidance, stages=stages)
+    except (CascadeLoadError, KeyError, ValueError) as err:
+        raise UserError(str(err).strip("'\"")) from None
+    return model_dir, config, stages, overrides
+
+
+def load_cascade(model_dir: Path, device: str) -> Cascade:
+    """``Cascade.from_pretrained``, with load errors (naming the stage) as one-line user errors."""
+    from imagen_video.cascade.directory import CascadeLoadError
+    from imagen_video.cascade.runner import Cascade
+
+    try:
+        return Cascade.from_pretrained(model_dir, device=device)
+    except CascadeLoadError as err:
+        raise UserError(str(err)) from None
+
+
+def resolve_seed(seed: int | None) -> int:
+    """The given seed, or a fresh one from the OS (printed, so the run can be repeated)."""
+    import secrets
+
+    return seed if seed is not None else secrets.randbelow(2**31)
+
+
+@contextlib.contextmanager
+def warnings_as_lines(command: str) -> Iterator[None]:
+    """Print each warning raised inside as one ``imagen-video COMMAND: warning: ...`` line on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            yield
+        finally:
+            for item in caught:
+                print(f"imagen-video {command}: warning: {item.message}", file=sys.stderr)
+
+
+def write_outputs(output: CascadeOutput, paths: list[Path], fmt: str, scale: int) -> list[Path]:
+    """Write video i of ``output`` to ``paths[i]`` (atomically) at the cascade's fps."""
+    from imagen_video.cascade.export import write_video
+
+    return [
+        write_video(video, path, output.fps, format=fmt, scale=scale)
+        for video, path in zip(output.video, paths, strict=True)
+    ]
+
+
+def describe(output: CascadeOutput, seed: int, model_dir: Path) -> str:
+    """One line: the video shape and fps, the seed and the cascade used."""
+    _, _, frames, height, width = output.video.shape
+    return f"{frames} frames of {height}x{width} at {output.fps:g} fps; seed {seed}; cascade {model_dir}"
