@@ -225,3 +225,17 @@ def test_csv_log_drops_rows_after_the_resumed_step(tmp_path) -> None:
     CsvLog(path, resume_step=20)  # the killed run logged step 30 after its last checkpoint (20)
     assert [r["step"] for r in read_log(path)] == [10.0, 20.0]
     assert os.path.getsize(path) > 0
+
+
+def test_resolve_cascade_accepts_a_saved_cascade_directory(tmp_path) -> None:
+    """`train --cascade DIR` reads the stage list of an assembled cascade (cascade.json)."""
+    import torch
+
+    from imagen_video.cascade import Cascade
+    from imagen_video.cascade.presets import get_cascade_preset
+    from imagen_video.train.config import resolve_cascade
+
+    config = get_cascade_preset("tiny")
+    Cascade.from_config(config, generator=torch.Generator().manual_seed(0)).save_pretrained(tmp_path / "c")
+    assert resolve_cascade(str(tmp_path / "c")) == config
+    assert resolve_cascade(str(tmp_path / "c" / "cascade.json")) == config

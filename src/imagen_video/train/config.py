@@ -147,13 +147,14 @@ def load_train_config(path: str | Path | None = None, **overrides: Any) -> Train
 
 
 def resolve_cascade(spec: str) -> Any:
-    """A ``CascadeConfig`` from a preset name ("tiny", "demo", "paper") or a CascadeConfig JSON file."""
-    from imagen_video.cascade.config import CascadeConfig
+    """A ``CascadeConfig`` from a preset name ("tiny", "demo", "paper"), a cascade directory, its
+    ``cascade.json``, or a plain CascadeConfig JSON file (contract 6)."""
+    from imagen_video.cascade.directory import read_cascade_config
     from imagen_video.cascade.presets import get_cascade_preset
 
     path = Path(spec)
-    if path.suffix == ".json" or path.is_file():
-        if not path.is_file():
+    if path.suffix == ".json" or path.exists():
+        if not path.exists():
             raise FileNotFoundError(f"cascade config file does not exist: {path}")
-        return CascadeConfig.from_json(path.read_text(encoding="utf-8"))
+        return read_cascade_config(path)
     return get_cascade_preset(spec)
