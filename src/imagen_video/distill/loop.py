@@ -46,7 +46,7 @@ from imagen_video.distill.objectives import (
     progressive_target,
     sample_w,
 )
-from imagen_video.distill.records import DistillLog, write_round_summaries
+from imagen_video.distill.records import distill_log, write_round_summaries
 from imagen_video.distill.student import (
     distilled_stage_config,
     guidance_student_config,
@@ -57,7 +57,7 @@ from imagen_video.serialization import atomic_write_json
 from imagen_video.train import checkpoint as ckpt
 from imagen_video.train.data_stream import make_loader, open_dataset
 from imagen_video.train.ema import EMA
-from imagen_video.train.monitor import StopSignal, progress_bar
+from imagen_video.train.monitor import CsvLog, StopSignal, progress_bar
 from imagen_video.train.state import (
     capture_rng,
     load_model_tensors,
@@ -335,7 +335,7 @@ class _Distiller:
         self,
         rs: _RoundState,
         batches: Any,
-        log: DistillLog,
+        log: CsvLog,
         bar: Any,
         stop: StopSignal,
         max_steps: int | None,
@@ -394,7 +394,7 @@ class _Distiller:
             num_workers=0,
         )
         batches = iter(loader)
-        log = DistillLog(self.log_path, resume_step=self.global_step)
+        log = distill_log(self.log_path, resume_step=self.global_step)
         total = sum(r.train_steps for r in self.plan)
         with progress_bar(self.global_step, total, enabled=self.progress) as bar:
             while self.round_index < len(self.plan):

@@ -10,14 +10,14 @@ finished round from the log: first / last / mean loss and the means over its fir
 from __future__ import annotations
 
 import csv
-import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from imagen_video.distill.config import Round
-from imagen_video.serialization import atomic_write_json, atomic_write_text
+from imagen_video.serialization import atomic_write_json
+from imagen_video.train.monitor import CsvLog
 
 LOG_FIELDS: tuple[str, ...] = (
     "global_step",
@@ -32,22 +32,9 @@ LOG_FIELDS: tuple[str, ...] = (
 )
 
 
-class DistillLog:
-    """Append-only CSV loss log; ``resume_step`` keeps only rows up to that global step."""
-
-    def __init__(self, path: str | Path, *, resume_step: int = 0) -> None:
-        self.path = Path(path)
-        kept = [r for r in read_distill_log(self.path) if int(r["global_step"]) <= resume_step]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS)
-        writer.writeheader()
-        writer.writerows(kept)
-        atomic_write_text(self.path, buffer.getvalue())
-
-    def append(self, row: dict[str, Any]) -> None:
-        """Append one row (keys: ``LOG_FIELDS``) and flush it to disk."""
-        with open(self.path, "a", newline="", encoding="utf-8") as handle:
-            csv.DictWriter(handle, fieldnames=LOG_FIELDS).writerow({k: row[k] for k in LOG_FIELDS})
+def distill_log(path: str | Path, *, resume_step: int = 0) -> CsvLog:
+    """The append-only distillation log at ``path``, keeping rows up to global step ``resume_step``."""
+    return CsvLog(path, resume_step=resume_step, fields=LOG_FIELDS, step_field="global_step")
 
 
 def read_distill_log(path: str | Path) -> list[dict[str, str]]:

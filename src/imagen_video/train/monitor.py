@@ -35,24 +35,36 @@ LOG_FIELDS: tuple[str, ...] = (
 
 
 class CsvLog:
-    """Append-only CSV loss log; ``resume_step`` truncates rows past a resumed checkpoint."""
+    """Append-only CSV log; ``resume_step`` drops rows past a resumed checkpoint.
 
-    def __init__(self, path: str | Path, *, resume_step: int | None = None) -> None:
+    ``fields`` names the columns and ``step_field`` the column compared with ``resume_step``; the
+    defaults give ``train_log.csv`` (distillation reuses the class with its own columns).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        resume_step: int | None = None,
+        fields: tuple[str, ...] = LOG_FIELDS,
+        step_field: str = "step",
+    ) -> None:
         self.path = Path(path)
+        self.fields = fields
         kept: list[dict[str, str]] = []
         if resume_step is not None and self.path.is_file():
             with open(self.path, newline="", encoding="utf-8") as handle:
-                kept = [row for row in csv.DictReader(handle) if int(row["step"]) <= resume_step]
+                kept = [row for row in csv.DictReader(handle) if int(row[step_field]) <= resume_step]
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=LOG_FIELDS)
+        writer = csv.DictWriter(buffer, fieldnames=fields)
         writer.writeheader()
         writer.writerows(kept)
         atomic_write_text(self.path, buffer.getvalue())
 
     def append(self, row: dict[str, Any]) -> None:
-        """Append one row (keys: ``LOG_FIELDS``) and flush it to disk."""
+        """Append one row (keys: ``fields``) and flush it to disk."""
         with open(self.path, "a", newline="", encoding="utf-8") as handle:
-            csv.DictWriter(handle, fieldnames=LOG_FIELDS).writerow({k: row[k] for k in LOG_FIELDS})
+            csv.DictWriter(handle, fieldnames=self.fields).writerow({k: row[k] for k in self.fields})
 
 
 def read_log(path: str | Path) -> list[dict[str, float]]:
