@@ -1,0 +1,85 @@
+"""`imagen-video data ...`: dataset tools. `data synth` writes the synthetic captioned world (issue 5).
+
+Each ``data`` action is a sub-subcommand registered by one ``_register_<name>`` function below, so
+further actions (e.g. inspecting a manifest) add a function and a line in :func:`register`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``data`` subcommand and its sub-subcommands."""
+    parser = subparsers.add_parser("data", help="dataset tools (synthetic world generator)")
+    actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
+    _register_synth(actions)
+    parser.set_defaults(func=run, data_parser=parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the chosen ``data`` action; without one, print the ``data`` help (exit 2)."""
+    action = getattr(args, "data_func", None)
+    if action is None:
+        args.data_parser.print_help(sys.stderr)
+        return 2
+    return action(args)
+
+
+def _register_synth(actions: argparse._SubParsersAction) -> None:
+    parser = actions.add_parser(
+        "synth",
+        help="write a synthetic captioned video world dataset (manifest.jsonl + lossless .npz)",
+        description="Render one-shape clips with canonical or paraphrased captions into DIR "
+        "(manifest.jsonl, videos/*.npz, images/*.npz).",
+    )
+    parser.add_argument("--out", required=True, help="output directory (must be empty unless --overwrite)")
+    parser.add_argument("--num", type=int, required=True, help="number of video clips")
+    parser.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    parser.add_argument("--height", type=int, default=24, help="frame height (default 24)")
+    parser.add_argument("--width", type=int, default=40, help="frame width (default 40)")
+    parser.add_argument(
+        "--fps", type=float, default=8.0, help="frame rate written to the manifest (default 8)"
+    )
+    parser.add_argument("--images", type=int, default=0, help="number of captioned still images (default 0)")
+    parser.add_argument(
+        "--holdout", help="file of held-out 'color shape motion' lines, never emitted as videos"
+    )
+    parser.add_argument(
+        "--paraphrase-prob",
+        type=float,
+        default=0.25,
+        help="probability of a paraphrased caption (default 0.25)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous dataset in --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(data_func=run_synth)
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    """Run ``data synth``: validate the arguments, render, write the dataset."""
+    from imagen_video.cli import UserError
+    from imagen_video.world.spec import load_holdout
+    from imagen_video.world.synth import SynthConfig, synthesize
+
+    try:
+        holdout = load_holdout(args.holdout) if args.holdout else ()
+        config = SynthConfig(
+            num_videos=args.num,
+            num_images=args.images,
+            frames=args.frames,
+            height=args.height,
+            width=args.width,
+            fps=args.fps,
+            paraphrase_prob=args.paraphrase_prob,
+            seed=args.seed,
+            holdout=tuple(c.as_text() for c in holdout),
+        )
+        manifest = synthesize(args.out, config, overwrite=args.overwrite, progress=not args.quiet)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        raise UserError(str(err)) from None
+    total = config.num_videos + config.num_images
+    print(f"wrote {total} records ({config.num_videos} videos, {config.num_images} images) to {manifest}")
+    return 0
