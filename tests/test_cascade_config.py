@@ -44,8 +44,11 @@ def test_paper_preset_matches_figure_6_and_section_3() -> None:
     modes = [s.guidance.mode for s in paper.stages]
     assert modes == ["oscillating"] * 3 + ["constant"] * 4
     assert (paper.stages[0].guidance.w_high, paper.stages[0].guidance.w_low) == (14.0, 0.0)
-    # Base: temporal attention; SR: temporal convolution; top stage fully convolutional on crops.
-    assert {lvl.temporal for lvl in paper.stages[0].unet.levels} == {"attention"}
+    # Base: temporal attention after each spatial attention (Video U-Net); SR: temporal convolution;
+    # top stage fully convolutional on crops.
+    base_levels = paper.stages[0].unet.levels
+    assert {lvl.temporal for lvl in base_levels} <= {"attention", "none"}
+    assert all(lvl.temporal == "attention" for lvl in base_levels if lvl.spatial_attention)
     assert all(lvl.temporal == "conv" for s in paper.stages[1:] for lvl in s.unet.levels)
     assert [s.unet.is_fully_convolutional for s in paper.stages] == [False] * 4 + [True] * 3
     assert paper.stages[-1].train_crop == (192, 320)

@@ -140,8 +140,9 @@ def test_tiny_base_stage_learns_and_keeps_the_stage_folder_current(world, tmp_pa
     data, cache = world
     result = run(TINY.stage("base"), tiny_config(max_steps=80, checkpoint_every=40), data, tmp_path, cache)
     assert (result.step, result.start_step, result.interrupted) == (80, 0, False)
-    # pinned trend of the fixed-seed loss curve (measured: first 20 steps 0.75, last 20 0.40, ratio 0.54)
-    assert _loss_trend(result.losses) < 0.7, result.losses
+    # pinned trend of the fixed-seed loss curve (measured with the layer-norm, unscaled-skip U-Net:
+    # first 20 steps 0.85, last 20 0.60, ratio 0.71; the slow 300-step test asserts a ratio < 0.6)
+    assert _loss_trend(result.losses) < 0.8, result.losses
     rows = read_log(tmp_path / "train_log.csv")
     assert [r["step"] for r in rows] == list(range(1, 81))
     assert rows[0]["lr"] == pytest.approx(3e-4) and rows[-1]["lr"] == pytest.approx(3e-3)
