@@ -239,3 +239,36 @@ def test_resolve_cascade_accepts_a_saved_cascade_directory(tmp_path) -> None:
     Cascade.from_config(config, generator=torch.Generator().manual_seed(0)).save_pretrained(tmp_path / "c")
     assert resolve_cascade(str(tmp_path / "c")) == config
     assert resolve_cascade(str(tmp_path / "c" / "cascade.json")) == config
+
+
+def _worker_then_wait(ready) -> None:  # runs in a child process, like a DataLoader worker
+    import time
+
+    from imagen_video.train.data_stream import ignore_stop_signals
+
+    ignore_stop_signals(0)
+    ready.set()
+    time.sleep(3)
+
+
+def test_data_workers_survive_a_stop_signal_sent_to_the_process_group() -> None:
+    """SIGTERM to every process (Slurm, pkill -f) must leave the workers alive so that the main
+    process, not a dead worker, decides how the run ends (it checkpoints first)."""
+    import multiprocessing as mp
+    import os
+    import signal
+    import time
+
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    child = ctx.Process(target=_worker_then_wait, args=(ready,))
+    child.start()
+    try:
+        assert ready.wait(30)
+        os.kill(child.pid, signal.SIGTERM)
+        os.kill(child.pid, signal.SIGINT)
+        time.sleep(0.5)
+        assert child.is_alive()
+    finally:
+        child.kill()
+        child.join()

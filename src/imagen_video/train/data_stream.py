@@ -9,6 +9,7 @@ store and a resumed run starts from (no sample is repeated or lost across a resu
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,5 +109,18 @@ def make_loader(
         collate_fn=collate_video_text,
         num_workers=num_workers,
         generator=torch.Generator().manual_seed(seed),  # worker seeds; the global RNG stays untouched
+        worker_init_fn=ignore_stop_signals if num_workers > 0 else None,
     )
     return loader, stream
+
+
+def ignore_stop_signals(_worker_id: int) -> None:
+    """DataLoader worker init: ignore SIGINT and SIGTERM.
+
+    A stop signal sent to the whole process group (Ctrl-C, Slurm, ``kill -- -PGID``, ``pkill -f``)
+    must not kill the workers first: the main process would then die with "DataLoader worker killed"
+    instead of writing its stop checkpoint. Workers still exit when the loader shuts them down or the
+    main process dies.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
