@@ -334,3 +334,18 @@ def test_sr_activation_memory_is_linear_in_frames_and_pixels() -> None:
     more_pixels = _saved_activation_bytes(net, make_inputs(config, 1, 2, 32, 32))
     assert more_frames / small == pytest.approx(2.0, rel=0.03)
     assert more_pixels / small == pytest.approx(4.0, rel=0.03)
+
+
+def test_temporal_conv_loads_a_conv3d_kernel() -> None:
+    """Weights of the equivalent Conv3d formulation, (C, C, k, 1, 1), load into the (k, 1) Conv2d."""
+    config = tiny_unet("tsr")
+    net = build(config)
+    perturb_temporal(net)
+    state = {k: (v[..., None] if k.endswith("temporal.conv.weight") else v)
+             for k, v in net.state_dict().items()}
+    assert any(v.dim() == 5 for v in state.values())
+    other = VideoUNet(config).eval()
+    other.load_state_dict(state)
+    inputs = make_inputs(config, 1, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(other(**inputs), net(**inputs))

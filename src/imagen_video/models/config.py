@@ -73,7 +73,7 @@ class TextConfig(JsonConfig):
 
 def _default_levels() -> tuple[LevelConfig, ...]:
     return (
-        LevelConfig(64, 2, spatial_attention=False, cross_attention=False),
+        LevelConfig(64, 2, spatial_attention=False, cross_attention=False, temporal="none"),
         LevelConfig(128, 2, spatial_attention=True, cross_attention=True),
         LevelConfig(256, 2, spatial_attention=True, cross_attention=True),
     )
@@ -109,8 +109,9 @@ class UNetConfig(JsonConfig):
     norm_groups: int = 32
     """Groups of the GroupNorm (each level's channels must be divisible by it when norm == "group")."""
     skip: str = "add"
-    """U-Net skip connections, one of SKIPS: "add" (cheaper: the up blocks keep their width) or
-    "concat" (the up blocks' first convolution sees twice the channels)."""
+    """U-Net skip connections, one of SKIPS: "add" (cheaper: the up blocks keep their width),
+    "add_scaled" (the same, times 1/sqrt(2); for weights trained with it) or "concat" (the up blocks'
+    first convolution sees twice the channels)."""
     attention_out_bias: bool = False
     """A bias on the spatial and cross-attention output projections. Off by default: the projection then
     accumulates straight into the residual in one GEMM; on for weights trained with a bias."""

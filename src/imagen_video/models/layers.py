@@ -131,6 +131,13 @@ class TemporalConv(nn.Module):
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        """Also accept the (C, C, k, 1, 1) kernel of a Conv3d formulation of the same layer."""
+        key = prefix + "conv.weight"
+        if key in state_dict and state_dict[key].dim() == 5:
+            state_dict[key] = state_dict[key].squeeze(-1)  # (C, C, k, 1, 1) -> (C, C, k, 1)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, x: Tensor, frames: int, keep: Tensor | None) -> Tensor:
         """x: (B*T, C, H, W); keep: (B,) float or None -> (B*T, C, H, W)."""
         n, c, height, width = x.shape
