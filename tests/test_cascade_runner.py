@@ -11,7 +11,7 @@ import torch
 
 from imagen_video.cascade import Cascade, CascadeStep, StageOverride
 from imagen_video.cascade.presets import tiny_cascade
-from imagen_video.cascade.sampling import frame_windows, windowed
+from imagen_video.cascade.sampling import frame_windows, spatial_tiles, tiled, windowed
 from imagen_video.diffusion.config import constant_guidance, no_guidance, oscillating_guidance
 from test_cascade_helpers import CountingNetwork, HashTextEncoder, single_thread
 
@@ -184,6 +184,41 @@ def test_windowed_denoiser_averages_overlapping_windows() -> None:
     assert [(c.start, c.stop) for c in calls] == [(0, 8), (6, 14)]
     per_frame = x[0, 0, :, 0, 0].tolist()
     assert per_frame == [0.0] * 6 + [3.0] * 2 + [6.0] * 6  # frames 6, 7 average windows 0 and 6
+
+
+def test_spatial_tiles_cover_the_frame_with_overlap() -> None:
+    assert spatial_tiles(16, 16, None) == [(slice(0, 16), slice(0, 16))]
+    assert spatial_tiles(16, 16, (16, 32)) == [(slice(0, 16), slice(0, 16))]  # larger tile: one
+    tiles = spatial_tiles(48, 80, (24, 40))
+    assert {(r.stop - r.start, c.stop - c.start) for r, c in tiles} == {(24, 40)}
+    covered = torch.zeros(48, 80)
+    for rows, cols in tiles:
+        covered[rows, cols] += 1
+    assert covered.min() >= 1 and covered.max() > 1  # everything covered, tiles overlap
+
+
+def test_tiled_denoiser_averages_overlapping_tiles() -> None:
+    def denoise_region(z: torch.Tensor, logsnr: torch.Tensor, step: int, region) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        assert z.shape[-2:] == (4, 4)
+        return torch.full_like(z, float(region[2].start))  # each tile predicts its first column
+
+    denoise = tiled(denoise_region, height=4, width=7, tile=(4, 4))
+    x = denoise(torch.zeros(1, 1, 2, 4, 7), torch.zeros(1), 0, slice(0, 2))
+    assert x[0, 0, 0, 0].tolist() == [0.0, 0.0, 0.0, 1.5, 3.0, 3.0, 3.0]  # column 3 in both tiles
+
+
+def test_tiles_keep_shapes_and_a_whole_frame_tile_changes_nothing(tiny: Cascade, reference) -> None:  # type: ignore[no-untyped-def]
+    whole = tiny.generate(PROMPT, generator=_seed(1), progress=False,
+                          overrides={"ssr": StageOverride(tile=(16, 16))})
+    assert torch.equal(whole.video, reference.video)
+    counters = _counting(tiny)
+    cascade = Cascade(tiny.config, counters, text_encoder=HashTextEncoder())
+    out = cascade.generate(PROMPT, generator=_seed(1), progress=False,
+                           overrides={"ssr": StageOverride(steps=2, tile=(8, 8))})
+    assert out.video.shape == reference.video.shape and torch.isfinite(out.video).all()
+    assert len(counters["ssr"].calls) == 2 * 9  # 3 x 3 tiles of 8x8 (overlap 2) per step
+    with pytest.raises(ValueError, match="sample_tile"):
+        tiny.generate(PROMPT, progress=False, overrides={"ssr": StageOverride(tile=(5, 8))})
 
 
 def test_upsample_runs_windows_null_conditioned(tiny: Cascade) -> None:

@@ -126,6 +126,10 @@ def _bad_cases(tmp_path: Path, model_dir: Path) -> dict[str, tuple[list[str], st
                          "--guidance 'oscillate:4' is invalid"),
         "bad sampler": (["generate", PROMPT, "-o", out, "--sampler", "base=euler", *model],
                         "allowed: ancestral, ddim, stochastic"),
+        "bad tile": (["generate", PROMPT, "-o", out, "--tile", "ssr=16", *model],
+                     "--tile 'ssr=16': expected HxW"),
+        "tile not divisible": (["generate", PROMPT, "-o", out, "--tile", "ssr=5x8", *model],
+                               "StageConfig 'ssr': sample_tile size 5x8 must be divisible by 2"),
         "suffix vs format": (["generate", PROMPT, "-o", out, "--format", "gif", *model],
                              "has the suffix of mp4, but --format is gif"),
         "missing video": (["upsample", str(tmp_path / "nope.mp4"), "-o", out, *model], "does not exist"),
@@ -135,8 +139,8 @@ def _bad_cases(tmp_path: Path, model_dir: Path) -> dict[str, tuple[list[str], st
 
 
 BAD_CASES = ["empty prompt", "blank line", "unknown suffix", "zero videos", "negative seed", "not a cascade",
-             "unknown stage", "bad guidance", "bad sampler", "suffix vs format", "missing video",
-             "upsample base"]
+             "unknown stage", "bad guidance", "bad sampler", "bad tile", "tile not divisible",
+             "suffix vs format", "missing video", "upsample base"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

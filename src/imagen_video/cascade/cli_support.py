@@ -67,11 +67,12 @@ def parse_overrides(
     steps: Sequence[str] = (),
     samplers: Sequence[str] = (),
     guidance: Sequence[str] = (),
+    tiles: Sequence[str] = (),
     stages: Sequence[str] | None = None,
 ) -> dict[str, StageOverride]:
-    """Per-stage :class:`StageOverride` from ``--steps STAGE=N``, ``--sampler STAGE=NAME`` and
-    ``--guidance`` values. ``stages``: the stages being run (default: all); a value without
-    ``STAGE=`` applies to each of them; later values win."""
+    """Per-stage :class:`StageOverride` from ``--steps STAGE=N``, ``--sampler STAGE=NAME``,
+    ``--guidance`` and ``--tile STAGE=HxW`` values. ``stages``: the stages being run (default: all);
+    a value without ``STAGE=`` applies to each of them; later values win."""
     scope = list(stages) if stages is not None else list(config.stage_names)
     changes: dict[str, dict[str, object]] = {}
     for spec in steps:
@@ -92,7 +93,17 @@ def parse_overrides(
         parsed = parse_guidance(value)
         for name in names:
             changes.setdefault(name, {})["guidance"] = parsed
-    return {name: StageOverride(**fields) for name, fields in changes.items()}  # type: ignore[arg-type]
+    for spec in tiles:
+        names, value = _split_stage(spec, scope, "--tile")
+        match = re.fullmatch(r"([0-9]+)x([0-9]+)", value)
+        if match is None or min(int(match[1]), int(match[2])) < 1:
+            raise ValueError(f"--tile {spec!r}: expected HxW with positive integers, e.g. 24x40")
+        for name in names:
+            changes.setdefault(name, {})["tile"] = (int(match[1]), int(match[2]))
+    overrides = {name: StageOverride(**fields) for name, fields in changes.items()}  # type: ignore[arg-type]
+    for name, override in overrides.items():
+        override.apply(config.stage(name))  # a tile that does not fit the stage fails here, by name
+    return overrides
 
 
 def parse_stage_list(spec: str | None, config: CascadeConfig) -> list[str] | None:

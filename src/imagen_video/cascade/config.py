@@ -20,7 +20,7 @@ from imagen_video.serialization import JsonConfig
 
 STAGE_KINDS = ("base", "tsr", "ssr")
 TEMPORAL_UPSAMPLE = ("repeat", "blank")
-SAMPLING_FIELDS = ("aug_logsnr", "sampler", "guidance", "threshold")
+SAMPLING_FIELDS = ("aug_logsnr", "sampler", "guidance", "threshold", "sample_tile")
 """StageConfig fields that only change how a stage is sampled, not its trained network; a cascade
 directory's ``cascade.json`` may set them differently from the stage folder's ``config.json``."""
 
@@ -59,6 +59,7 @@ class StageConfig(JsonConfig):
     threshold: ThresholdConfig = dataclasses.field(default_factory=ThresholdConfig)
     train_crop: tuple[int, int] | None = None  # (h, w) random training crops (fully conv top stage)
     use_images: bool = False  # joint image-video training (sec. 2.6); base and SSR stages only
+    sample_tile: tuple[int, int] | None = None  # (h, w) spatial tiles at sampling time (memory bound)
 
     def __post_init__(self) -> None:
         owner = f"StageConfig {self.name!r}"
@@ -138,6 +139,13 @@ class StageConfig(JsonConfig):
                     f"{owner}: train_crop={self.train_crop} must fit the output {self.height}x{self.width}"
                 )
             self._check_spatial_divisibility(owner, crop_h, crop_w, "train_crop")
+        if self.sample_tile is not None:
+            tile_h, tile_w = self.sample_tile
+            if not (1 <= tile_h <= self.height and 1 <= tile_w <= self.width):
+                raise ValueError(
+                    f"{owner}: sample_tile={self.sample_tile} must fit the output {self.height}x{self.width}"
+                )
+            self._check_spatial_divisibility(owner, tile_h, tile_w, "sample_tile")
         if self.use_images and self.kind == "tsr":
             raise ValueError(
                 f"{owner}: use_images (joint image-video training) is for base and ssr stages only"

@@ -11,6 +11,9 @@ Inputs longer than the stage's frame count are sampled in overlapping windows of
 every step each window is denoised with its own slice of the conditioning video and the x_hat
 predictions are averaged where windows overlap, so the sampler runs once over the whole video and
 the windows stay consistent (a MultiDiffusion-style fusion; the paper samples fixed-length blocks).
+A stage with ``sample_tile`` (h, w) is sampled the same way in overlapping spatial tiles, which bounds
+the memory of the highest-resolution stage; for a fully convolutional stage (sec. 2.3, trained on
+crops) a tile sees what a training crop saw.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class StageOverride:
     guidance: GuidanceConfig | None = None  # constant or oscillating schedule (sec. 2.6.2)
     threshold: ThresholdConfig | None = None  # none / static / dynamic (sec. 2.6.2)
     aug_logsnr: float | None = None  # sampling-time noise-augmentation level (sec. 2.5)
+    tile: tuple[int, int] | None = None  # (h, w) spatial tiles at sampling time (memory bound)
 
     def apply(self, stage: StageConfig) -> StageConfig:
         """``stage`` with these overrides applied (validated by the configs)."""
@@ -52,6 +56,7 @@ class StageOverride:
             guidance=self.guidance if self.guidance is not None else stage.guidance,
             threshold=self.threshold if self.threshold is not None else stage.threshold,
             aug_logsnr=self.aug_logsnr if self.aug_logsnr is not None else stage.aug_logsnr,
+            sample_tile=self.tile if self.tile is not None else stage.sample_tile,
         )
 
 
@@ -130,6 +135,39 @@ def windowed(denoise_window: Callable[[torch.Tensor, torch.Tensor, int, slice], 
     return denoise
 
 
+Region = tuple[slice, slice, slice]
+"""(frames, rows, columns) of a window or tile of the stage's output."""
+
+
+def spatial_tiles(height: int, width: int, tile: tuple[int, int] | None) -> list[tuple[slice, slice]]:
+    """(rows, columns) of overlapping ``tile`` (h, w) tiles covering ``height`` x ``width``, placed
+    like :func:`frame_windows` (about a quarter tile of overlap); one tile for ``None``."""
+    if tile is None:
+        return [(slice(0, height), slice(0, width))]
+    rows = [slice(r, r + min(tile[0], height)) for r in frame_windows(height, tile[0])]
+    cols = [slice(c, c + min(tile[1], width)) for c in frame_windows(width, tile[1])]
+    return [(r, c) for r in rows for c in cols]
+
+
+def tiled(denoise_region: Callable[[torch.Tensor, torch.Tensor, int, Region], torch.Tensor],
+          height: int, width: int, tile: tuple[int, int] | None
+          ) -> Callable[[torch.Tensor, torch.Tensor, int, slice], torch.Tensor]:
+    """A frame-window denoiser from one over spatial tiles: x_hat averaged where tiles overlap."""
+    tiles = spatial_tiles(height, width, tile)
+    if len(tiles) == 1:
+        return lambda z, logsnr, step, frames: denoise_region(z, logsnr, step, (frames, *tiles[0]))
+
+    def denoise(z: torch.Tensor, logsnr: torch.Tensor, step: int, frames: slice) -> torch.Tensor:
+        x_sum = torch.zeros_like(z)  # (N, C, T_window, H, W)
+        count = torch.zeros(height, width, dtype=z.dtype, device=z.device)
+        for rows, cols in tiles:
+            x_sum[..., rows, cols] += denoise_region(z[..., rows, cols], logsnr, step, (frames, rows, cols))
+            count[rows, cols] += 1
+        return x_sum / count
+
+    return denoise
+
+
 def make_stage_denoiser(
     model: NetworkCall,
     stage: StageConfig,
@@ -150,12 +188,13 @@ def make_stage_denoiser(
     distilled = stage.unet.use_guidance_embedding
     frames_total = cond_video.shape[2] if cond_video is not None else stage.frames
 
-    def network(z: torch.Tensor, logsnr: torch.Tensor, drop: torch.Tensor, frames: slice,
+    def network(z: torch.Tensor, logsnr: torch.Tensor, drop: torch.Tensor, region: Region,
                 guidance_w: torch.Tensor | None) -> torch.Tensor:
         repeat = z.shape[0] // text.tokens.shape[0]  # 1, or 2 for the cond + uncond batch
         extra = {}
         if cond_video is not None:
-            extra = {"cond_video": cond_video[:, :, frames].repeat(repeat, 1, 1, 1, 1),
+            frames, rows, cols = region
+            extra = {"cond_video": cond_video[:, :, frames, rows, cols].repeat(repeat, 1, 1, 1, 1),
                      "aug_logsnr": aug_logsnr.repeat(repeat)}  # type: ignore[union-attr]
         if guidance_w is not None:
             extra["guidance_w"] = guidance_w
@@ -163,16 +202,17 @@ def make_stage_denoiser(
             return model(z, logsnr, text.tokens.repeat(repeat, 1, 1), text.mask.repeat(repeat, 1),
                          drop_text=drop | text.null.repeat(repeat), **extra)
 
-    def denoise_window(z: torch.Tensor, logsnr: torch.Tensor, step: int, frames: slice) -> torch.Tensor:
+    def denoise_region(z: torch.Tensor, logsnr: torch.Tensor, step: int, region: Region) -> torch.Tensor:
         if distilled:
             w = torch.full((z.shape[0],), schedule.weight(step), device=z.device)  # (N,)
             drop = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
-            x_hat = to_x(network(z, logsnr, drop, frames, w).to(z.dtype), z, logsnr, prediction)
+            x_hat = to_x(network(z, logsnr, drop, region, w).to(z.dtype), z, logsnr, prediction)
             return threshold(x_hat, stage.threshold)
-        guided = guided_denoiser(lambda z2, l2, d2: network(z2, l2, d2, frames, None), prediction,
+        guided = guided_denoiser(lambda z2, l2, d2: network(z2, l2, d2, region, None), prediction,
                                  schedule, stage.threshold)
         return guided(z, logsnr, step)
 
+    denoise_window = tiled(denoise_region, stage.height, stage.width, stage.sample_tile)
     return windowed(denoise_window, frames_total, stage.frames, stage.temporal_factor)
 
 
