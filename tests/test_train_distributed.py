@@ -67,9 +67,11 @@ def _latest_step(out: Path) -> int | None:
     return None if path is None else int(path.name.split("_")[1])
 
 
-def _start_and_wait_for_checkpoint(world, out: Path, step: int) -> subprocess.Popen:
-    command = [sys.executable, "-m", "imagen_video.cli", *_train_args(world, out)]
-    process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _start_and_wait_for_checkpoint(world, out: Path, step: int, *extra: str,
+                                   new_session: bool = False) -> subprocess.Popen:
+    command = [sys.executable, "-m", "imagen_video.cli", *_train_args(world, out, *extra)]
+    process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=new_session)
     deadline = time.monotonic() + 240
     while (_latest_step(out) or 0) < step:
         assert process.poll() is None, process.communicate()
@@ -137,3 +139,20 @@ def test_sigterm_checkpoints_and_exits_cleanly(world, tmp_path) -> None:
     step = int(match.group(1))
     assert 5 <= step < 30 and _latest_step(out) == step
     assert f"stage base: step {step}" in stdout
+
+
+def test_sigterm_to_the_process_group_with_loader_workers(world, tmp_path) -> None:
+    """Slurm, Ctrl-C and ``pkill -f`` signal every process of the job, DataLoader workers included: the
+    workers must not die first, or the main process fails instead of writing its checkpoint."""
+    data, cache, _ = world
+    config = tmp_path / "workers.json"
+    config.write_text(tiny_config(max_steps=30, checkpoint_every=5, log_every=5, num_workers=1).to_json())
+    out = tmp_path / "group"
+    process = _start_and_wait_for_checkpoint((data, cache, config), out, 5, new_session=True)
+    os.killpg(process.pid, signal.SIGTERM)  # the whole group: main process and its loader worker
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr[-3000:]
+    assert "worker" not in stderr.lower(), stderr[-3000:]
+    match = re.search(r"stopped by signal at step (\d+)", stderr)
+    assert match, stderr[-3000:]
+    assert _latest_step(out) == int(match.group(1))
