@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from imagen_video.metrics import MetricsConfig, build_metrics
-from imagen_video.metrics.clip import ClipMetrics, clip_score, draw_distractors, load_clip, r_precision_hits
+from imagen_video.metrics.clip import (
+    ClipMetrics,
+    clip_score,
+    draw_distractors,
+    load_clip,
+    projected_features,
+    r_precision_hits,
+)
 from imagen_video.metrics.tiny import save_tiny_clip
 
 PROMPTS = [
@@ -107,3 +114,15 @@ def test_prompts_longer_than_the_text_tower_are_counted(clip_dir) -> None:
     assert bundle.truncated([PROMPTS[0], long_prompt]) == [long_prompt]
     result = ClipMetrics(bundle, rprecision=False).compute(_videos(2), [PROMPTS[0], long_prompt], None)
     assert result.details["truncated_prompts"] == 1 and 0 <= result.values["clip_score"] <= 100
+
+
+def test_projected_features_accept_a_tensor_or_a_transformers_5_output() -> None:
+    """transformers 4.x's get_*_features return a tensor, 5.x an output holding it as pooler_output."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    feats = torch.randn(2, 4)
+    assert projected_features(feats) is feats
+    output = BaseModelOutputWithPooling(last_hidden_state=torch.randn(2, 3, 8), pooler_output=feats)
+    assert projected_features(output) is feats
+    with pytest.raises(TypeError, match="pooler_output, got tuple"):
+        projected_features((feats,))

@@ -47,6 +47,18 @@ def test_matches_sentence_transformers_reference(encoder):
     assert abs(float(sentence[0] @ sentence[1]) - 0.044756) < 1e-4
 
 
+def test_loading_draws_no_progress_bar_and_restores_the_setting(capfd):
+    """transformers 5.x draws a "Loading weights" bar per from_pretrained; the loader hides it."""
+    from transformers.utils import logging as hf_logging
+
+    if not hf_logging.is_progress_bar_enabled():
+        pytest.skip("progress bars are disabled in this environment (HF_HUB_DISABLE_PROGRESS_BARS)")
+    capfd.readouterr()
+    load_text_encoder("embedded")
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
+
+
 def test_same_prompt_identical_different_prompts_differ(encoder):
     out = encoder.encode(["a red ball", "a red ball", "a blue cube"])
     assert torch.equal(out.tokens[0], out.tokens[1])

@@ -145,7 +145,8 @@ def test_hub_name_resolves_through_the_hf_cache_offline(encoder, t5_dir, tmp_pat
     (snapshot.parents[1] / "refs").mkdir()
     (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr(transformers.utils.hub, "TRANSFORMERS_CACHE", str(tmp_path))
+    if hasattr(transformers.utils.hub, "TRANSFORMERS_CACHE"):  # transformers 4.x; 5.x reads HF_HUB_CACHE
+        monkeypatch.setattr(transformers.utils.hub, "TRANSFORMERS_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     cached = load_text_encoder("t5:imagen-video-tests/tiny-t5", max_length=MAX_LENGTH)
     assert cached.identity == encoder.identity.replace("t5:tiny-t5@", "t5:imagen-video-tests/tiny-t5@")

@@ -30,6 +30,22 @@ from imagen_video.metrics.networks import file_sha256
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 
 
+def projected_features(features: torch.Tensor | Any) -> torch.Tensor:
+    """The projected CLIP embeddings (N, D) from ``get_text_features`` / ``get_image_features``.
+
+    transformers 4.x returns the projected embeddings as a tensor; 5.x returns a
+    ``BaseModelOutputWithPooling`` whose ``pooler_output`` holds the same projected embeddings.
+    """
+    if isinstance(features, torch.Tensor):
+        return features
+    pooled = getattr(features, "pooler_output", None)
+    if not isinstance(pooled, torch.Tensor):
+        raise TypeError(
+            f"CLIP features: expected a tensor or an output with pooler_output, got {type(features).__name__}"
+        )
+    return pooled
+
+
 @dataclass
 class ClipBundle:
     """A CLIP model with its tokenizer and image processor, and the identity of its weights."""
@@ -60,7 +76,7 @@ class ClipBundle:
             input_ids=tokens["input_ids"].to(self.device),
             attention_mask=tokens["attention_mask"].to(self.device),
         )
-        return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
+        return torch.nn.functional.normalize(projected_features(feats).float(), dim=-1).cpu()
 
     @torch.no_grad()
     def embed_frames(self, frames: torch.Tensor) -> torch.Tensor:
@@ -68,17 +84,20 @@ class ClipBundle:
         images = (frames.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         pixels = self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
         feats = self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype))
-        return torch.nn.functional.normalize(feats.float(), dim=-1).cpu()
+        return torch.nn.functional.normalize(projected_features(feats).float(), dim=-1).cpu()
 
 
 def load_clip(name_or_path: str, device: str | torch.device = "cpu") -> ClipBundle:
     """Load a transformers CLIP from a local directory or the HF cache (offline; no downloads)."""
     from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
 
+    from imagen_video.text.hf import quiet_weight_loading
+
     local = Path(name_or_path)
     kwargs: dict[str, Any] = {} if local.is_dir() else {"local_files_only": True}
     try:
-        model = CLIPModel.from_pretrained(name_or_path, **kwargs)
+        with quiet_weight_loading():
+            model = CLIPModel.from_pretrained(name_or_path, **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
         processor = CLIPImageProcessor.from_pretrained(name_or_path, **kwargs)
     except OSError as err:

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from imagen_video.text.base import TextEncoderUnavailable
-from imagen_video.text.hf import HFTextEncoder, resolve_dtype, weights_fingerprint
+from imagen_video.text.hf import HFTextEncoder, quiet_weight_loading, resolve_dtype, weights_fingerprint
 
 EMBEDDED_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDED_DEFAULT_MAX_LENGTH = 64  # model limit: 512 positions (sentence-transformers uses 256)
@@ -55,7 +55,8 @@ def load_embedded_encoder(
     directory = embedded_model_dir()
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
-        model = AutoModel.from_pretrained(directory, local_files_only=True, dtype=torch_dtype)
+        with quiet_weight_loading():
+            model = AutoModel.from_pretrained(directory, local_files_only=True, dtype=torch_dtype)
     except (OSError, ValueError) as err:
         raise TextEncoderUnavailable(
             f"cannot load the embedded encoder from {directory}: {err}; reinstall {_PACKAGE}"

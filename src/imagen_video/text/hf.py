@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,26 @@ def weights_fingerprint(directory: str | Path) -> str:
                     handle.seek((size - _SAMPLE_SIZE) * i // (_SAMPLE_COUNT - 1))
                     digest.update(handle.read(_SAMPLE_SIZE))
     return digest.hexdigest()[:12]
+
+
+@contextmanager
+def quiet_weight_loading() -> Iterator[None]:
+    """Hide transformers' progress bars while a small local model loads; the setting is restored after.
+
+    transformers 5.x draws a per-tensor "Loading weights" bar on stderr for every ``from_pretrained``
+    (4.x draws none for a single weight file), which would print even under ``--quiet``. This also
+    pauses ``huggingface_hub``'s bars, so wrap only loads that need no download.
+    """
+    from transformers.utils import logging as hf_logging
+
+    if not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
 
 
 class HFTextEncoder(TextEncoder):
