@@ -31,8 +31,8 @@ def _register_synth(actions: argparse._SubParsersAction) -> None:
     parser = actions.add_parser(
         "synth",
         help="write a synthetic captioned video world dataset (manifest.jsonl + lossless .npz)",
-        description="Render one-shape clips with canonical or paraphrased captions into DIR "
-        "(manifest.jsonl, videos/*.npz, images/*.npz).",
+        description="Render one-shape clips (and, with --tier2-fraction, two-object and text clips) with "
+        "canonical or paraphrased captions into DIR (manifest.jsonl, videos/*.npz, images/*.npz).",
     )
     parser.add_argument("--out", required=True, help="output directory (must be empty unless --overwrite)")
     parser.add_argument("--num", type=int, required=True, help="number of video clips")
@@ -51,6 +51,18 @@ def _register_synth(actions: argparse._SubParsersAction) -> None:
         type=float,
         default=0.25,
         help="probability of a paraphrased caption (default 0.25)",
+    )
+    parser.add_argument(
+        "--tier2-fraction",
+        type=float,
+        default=0.0,
+        help="probability that a video is a tier-2 scene: two objects ('a red circle and a blue square "
+        "moving apart') or rendered text ('the word HELLO scrolling left') (default 0: tier 1 only)",
+    )
+    parser.add_argument(
+        "--tier2-scenes",
+        default="two,text",
+        help="comma-separated tier-2 kinds to draw from: two, text (default two,text)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous dataset in --out")
@@ -76,6 +88,8 @@ def run_synth(args: argparse.Namespace) -> int:
             paraphrase_prob=args.paraphrase_prob,
             seed=args.seed,
             holdout=tuple(c.as_text() for c in holdout),
+            tier2_fraction=args.tier2_fraction,
+            tier2_scenes=tuple(k.strip() for k in args.tier2_scenes.split(",") if k.strip()),
         )
         manifest = synthesize(args.out, config, overwrite=args.overwrite, progress=not args.quiet)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

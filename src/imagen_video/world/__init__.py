@@ -8,6 +8,15 @@ cascade to learn on one CPU, with in-domain evaluators (the paper's Table 1 metr
 - :mod:`~imagen_video.world.clip`: the in-domain CLIP (CLIP score, R-Precision, video features);
 - :mod:`~imagen_video.world.evaluate`: both evaluators together and the ground-truth row.
 
+Tier 2 (two objects and rendered text, the paper's text animations; ``docs/world.md``):
+
+- :mod:`~imagen_video.world.tier2`: :class:`PairScene` (``a red circle and a blue square moving
+  apart``), :class:`TextScene` (``the word HELLO scrolling left``), captions, parsing, paraphrases;
+- :mod:`~imagen_video.world.font`: the built-in 5x7 bitmap font (A-Z), exact antialiased coverage;
+- :mod:`~imagen_video.world.render_tier2`: renderer of both scene types (and of tier 1, dispatching);
+- :mod:`~imagen_video.world.analyze_tier2`: deterministic analyzer, :func:`scene_accuracy` over prompts
+  of any tier.
+
 The torch-based names (``clip_score``, ``r_precision``, ``video_features``, ``load_world_clip``,
 ``evaluate_world``, ``ground_truth_row``) are imported on first access, so importing this package
 needs only numpy.
@@ -19,7 +28,16 @@ import importlib
 from typing import Any
 
 from imagen_video.world.analyze import Analysis, analyze_clip, attribute_accuracy
+from imagen_video.world.analyze_tier2 import (
+    PairAnalysis,
+    TextAnalysis,
+    analyze_pair,
+    analyze_scene,
+    analyze_text,
+    scene_accuracy,
+)
 from imagen_video.world.render import Geometry, render_batch, render_clip
+from imagen_video.world.render_tier2 import PairGeometry, TextGeometry, render_scene, render_scenes
 from imagen_video.world.spec import (
     ALL_COMBOS,
     ALL_STILLS,
@@ -36,6 +54,18 @@ from imagen_video.world.spec import (
     training_combos,
 )
 from imagen_video.world.synth import SynthConfig, synthesize
+from imagen_video.world.tier2 import (
+    ALL_PAIR_SCENES,
+    ALL_TEXT_SCENES,
+    PAIR_MOTIONS,
+    TEXT_MOTIONS,
+    WORDS,
+    PairScene,
+    TextScene,
+    parse_scene,
+    scene_from_attributes,
+    scene_paraphrase,
+)
 
 _LAZY = {
     "WorldClip": "clip",
@@ -51,24 +81,44 @@ _LAZY = {
 
 __all__ = [
     "ALL_COMBOS",
+    "ALL_PAIR_SCENES",
     "ALL_STILLS",
+    "ALL_TEXT_SCENES",
     "COLORS",
     "DEFAULT_HOLDOUT",
     "MOTIONS",
+    "PAIR_MOTIONS",
     "SHAPES",
+    "TEXT_MOTIONS",
+    "WORDS",
     "Analysis",
     "Combo",
     "Geometry",
+    "PairAnalysis",
+    "PairGeometry",
+    "PairScene",
     "SynthConfig",
+    "TextAnalysis",
+    "TextGeometry",
+    "TextScene",
     "analyze_clip",
+    "analyze_pair",
+    "analyze_scene",
+    "analyze_text",
     "attribute_accuracy",
     "load_holdout",
     "paraphrase",
     "parse_caption",
     "parse_combo",
     "parse_holdout",
+    "parse_scene",
     "render_batch",
     "render_clip",
+    "render_scene",
+    "render_scenes",
+    "scene_accuracy",
+    "scene_from_attributes",
+    "scene_paraphrase",
     "synthesize",
     "training_combos",
     *_LAZY,

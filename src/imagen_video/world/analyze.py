@@ -188,14 +188,25 @@ def analyze_clip(video: Any, layout: str | None = None) -> Analysis:
     m = measure_frames(to_thwc(video, layout))
     if not m.present.any():
         return Analysis(None, None, None, 0.0, 0.0, 0.0, 0.0)
-    chroma = m.chroma[m.present].mean(axis=0)
-    color = _PALETTE_NAMES[int(np.argmin(((_PALETTE - chroma) ** 2).sum(axis=1)))]
+    color, shape, fill = classify_object(m)
+    motion, dx, dy, dlog = _recognise_motion(m)
+    return Analysis(color, shape, motion, fill, dx, dy, dlog)
+
+
+def nearest_color(chroma: np.ndarray) -> str:
+    """The palette color nearest (squared RGB distance) to a mean chromaticity (3,) in [0, 1]."""
+    return _PALETTE_NAMES[int(np.argmin(((_PALETTE - chroma) ** 2).sum(axis=1)))]
+
+
+def classify_object(m: FrameMeasurements) -> tuple[str, str, float]:
+    """Color, shape and fill ratio of the object measured in ``m`` (see the module docstring); ``m``
+    must have at least one present frame. Shared by the tier-1 and tier-2 analyzers."""
+    color = nearest_color(m.chroma[m.present].mean(axis=0))
     large = m.present & (m.area >= np.median(m.area[m.present]))  # shape cues from the larger frames
     fill = float(np.median(m.fill[large]))
     skew = float(np.median(m.skew[large]))
     shape = "triangle" if skew < SKEW_TRIANGLE else "circle" if fill < FILL_CIRCLE_SQUARE else "square"
-    motion, dx, dy, dlog = _recognise_motion(m)
-    return Analysis(color, shape, motion, fill, dx, dy, dlog)
+    return color, shape, fill
 
 
 def _as_combos(combos: Sequence[Combo | str]) -> list[Combo]:

@@ -12,6 +12,15 @@ Record: ``{"media", "kind": "video" | "image", "caption", "fps" (videos), "attri
 its own generator seeded by ``(seed, kind, i)``, so a dataset is deterministic per seed and a larger
 ``num_videos`` extends a smaller one. Videos never use a held-out combination (issue 5); still images
 have no motion, so the holdout does not apply to them. Joint image-video training: paper sec. 2.6.
+
+Tier 2 (``tier2_fraction`` > 0, ``--tier2-fraction``): each video is, with that probability (drawn from
+a generator seeded by ``(seed, 2, i)``), a tier-2 scene of a kind drawn uniformly from
+``tier2_scenes`` (two objects / rendered text, :mod:`~imagen_video.world.tier2`). Its attributes are
+:func:`~imagen_video.world.tier2.scene_attributes` (``"scene": "two" | "text"``, ...) plus
+``canonical_caption``, ``paraphrased`` and ``geometry``; the other videos are exactly the tier-1 videos
+of the same index. The holdout applies to tier 1 only; still images stay tier 1. With the default
+``tier2_fraction = 0`` the output is byte-identical to the tier-1-only writer (the tier-2 fields are
+left out of ``synth_config.json`` at their defaults).
 """
 
 from __future__ import annotations
@@ -27,12 +36,26 @@ import numpy as np
 
 from imagen_video.serialization import JsonConfig, atomic_write, atomic_write_json, atomic_write_text
 from imagen_video.world.render import render_clip, sample_geometry
+from imagen_video.world.render_tier2 import render_scene
 from imagen_video.world.spec import ALL_STILLS, MOTIONS, Combo, paraphrase, parse_combo, training_combos
+from imagen_video.world.tier2 import (
+    PAIR_MOTIONS,
+    TEXT_MOTIONS,
+    WORDS,
+    PairScene,
+    TextScene,
+    random_scene,
+    scene_attributes,
+    scene_paraphrase,
+)
 
 MANIFEST_NAME = "manifest.jsonl"
 CONFIG_NAME = "synth_config.json"
 _OWNED = (MANIFEST_NAME, CONFIG_NAME, "videos", "images")
 _KIND_ID = {"video": 0, "image": 1}
+_TIER2_ID = 2
+TIER2_SCENES: tuple[str, ...] = ("two", "text")
+"""Tier-2 scene kinds ``data synth`` can write: two objects, rendered text."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +80,10 @@ class SynthConfig(JsonConfig):
     """Seed of every clip's generator."""
     holdout: tuple[str, ...] = ()
     """Held-out ``color shape motion`` triples, never emitted as videos."""
+    tier2_fraction: float = 0.0
+    """Probability that a video is a tier-2 scene (0: tier 1 only, the behaviour before tier 2)."""
+    tier2_scenes: tuple[str, ...] = TIER2_SCENES
+    """Tier-2 scene kinds to draw from uniformly: ``two`` (two objects), ``text`` (rendered text)."""
 
     def __post_init__(self) -> None:
         for name in ("num_videos", "num_images"):
@@ -79,6 +106,37 @@ class SynthConfig(JsonConfig):
             sample_geometry(
                 Combo("white", "triangle", motion), self.height, self.width, np.random.default_rng(0)
             )
+        self._check_tier2()
+
+    def _check_tier2(self) -> None:
+        if not 0.0 <= self.tier2_fraction <= 1.0:
+            raise ValueError(f"tier2_fraction must be in [0, 1], got {self.tier2_fraction}")
+        unknown = [k for k in self.tier2_scenes if k not in TIER2_SCENES]
+        if unknown or not self.tier2_scenes or len(set(self.tier2_scenes)) != len(self.tier2_scenes):
+            raise ValueError(
+                f"tier2_scenes must be distinct kinds from {{{', '.join(TIER2_SCENES)}}}, got "
+                f"{list(self.tier2_scenes)}"
+            )
+        if self.tier2_fraction == 0.0:
+            return
+        longest = max(WORDS, key=len)  # every tier-2 motion must fit this frame shape (raises if not)
+        checks = {
+            "two": [PairScene(Combo("white", "triangle"), Combo("red", "triangle"), m) for m in PAIR_MOTIONS],
+            "text": [TextScene(longest, m) for m in TEXT_MOTIONS],
+        }
+        for kind in self.tier2_scenes:
+            for scene in checks[kind]:
+                render_scene(scene, frames=2, height=self.height, width=self.width, seed=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; the tier-2 fields are left out at their defaults, so a tier-1 config is written
+        exactly as before tier 2 existed (``from_dict`` restores the defaults)."""
+        data = super().to_dict()
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name in ("tier2_fraction", "tier2_scenes"):
+            if getattr(self, name) == defaults[name]:
+                data.pop(name)
+        return data
 
     def holdout_combos(self) -> tuple[Combo, ...]:
         """The held-out combinations as :class:`Combo` objects (validates each triple)."""
@@ -94,6 +152,36 @@ def _caption(combo: Combo, rng: np.random.Generator, paraphrase_prob: float) -> 
         text = paraphrase(combo, rng)
         return text, text != combo.caption
     return combo.caption, False
+
+
+def tier2_kind(config: SynthConfig, index: int) -> str | None:
+    """The tier-2 scene kind of video ``index`` (``None``: a tier-1 video), drawn with its own generator."""
+    if config.tier2_fraction == 0.0:
+        return None
+    rng = np.random.default_rng([config.seed, _TIER2_ID, index])
+    if rng.random() >= config.tier2_fraction:
+        return None
+    return config.tier2_scenes[int(rng.integers(len(config.tier2_scenes)))]
+
+
+def make_tier2_record(config: SynthConfig, kind: str, index: int, out_dir: Path) -> dict[str, Any]:
+    """Render video ``index`` as a random tier-2 scene of ``kind`` (``two`` / ``text``), write its npz
+    under ``out_dir``, return its manifest record (generator seeded by ``(seed, 2, index, kind)``)."""
+    rng = np.random.default_rng([config.seed, _TIER2_ID, index, TIER2_SCENES.index(kind)])
+    scene = random_scene(kind, rng)
+    caption, paraphrased = scene.caption, False
+    if rng.random() < config.paraphrase_prob:
+        caption = scene_paraphrase(scene, rng)
+        paraphrased = caption != scene.caption
+    clip, geometry = render_scene(
+        scene, frames=config.frames, height=config.height, width=config.width, seed=rng
+    )
+    media = f"videos/{index:06d}.npz"
+    _write_npz(out_dir / media, clip)
+    attributes = scene_attributes(scene)
+    attributes.update(canonical_caption=scene.caption, paraphrased=paraphrased, geometry=geometry.to_dict())
+    record = {"media": media, "kind": "video", "caption": caption, "fps": float(config.fps)}
+    return {**record, "attributes": attributes}
 
 
 def _write_npz(path: Path, frames: np.ndarray) -> None:
@@ -157,10 +245,13 @@ def synthesize(
     _prepare_dir(out_dir, overwrite)
     jobs = [("video", i) for i in range(config.num_videos)] + [("image", i) for i in range(config.num_images)]
     pools = {"video": training_combos(config.holdout_combos()), "image": ALL_STILLS}
-    records = [
-        make_record(config, kind, index, out_dir, pools[kind])
-        for kind, index in tqdm(jobs, desc="data synth", unit="clip", disable=not progress)
-    ]
+    records = []
+    for kind, index in tqdm(jobs, desc="data synth", unit="clip", disable=not progress):
+        scene = tier2_kind(config, index) if kind == "video" else None
+        if scene is None:
+            records.append(make_record(config, kind, index, out_dir, pools[kind]))
+        else:
+            records.append(make_tier2_record(config, scene, index, out_dir))
     atomic_write_json(out_dir / CONFIG_NAME, config.to_dict())
     lines = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
     return atomic_write_text(out_dir / MANIFEST_NAME, lines)
