@@ -97,6 +97,14 @@ class StageConfig(JsonConfig):
                 f"(the U-Net halves H and W {len(self.unet.levels) - 1} times)"
             )
 
+    def _check_window(self, owner: str, field: str, size: tuple[int, int] | None) -> None:
+        """A (h, w) crop or tile must fit the output and suit the U-Net's downsampling."""
+        if size is None:
+            return
+        if not (1 <= size[0] <= self.height and 1 <= size[1] <= self.width):
+            raise ValueError(f"{owner}: {field}={size} must fit the output {self.height}x{self.width}")
+        self._check_spatial_divisibility(owner, size[0], size[1], field)
+
     def _check_conditioning(self, owner: str) -> None:
         cond = (self.cond_frames, self.cond_height, self.cond_width)
         if self.kind == "base":
@@ -132,20 +140,8 @@ class StageConfig(JsonConfig):
                 )
 
     def _check_training_fields(self, owner: str) -> None:
-        if self.train_crop is not None:
-            crop_h, crop_w = self.train_crop
-            if not (1 <= crop_h <= self.height and 1 <= crop_w <= self.width):
-                raise ValueError(
-                    f"{owner}: train_crop={self.train_crop} must fit the output {self.height}x{self.width}"
-                )
-            self._check_spatial_divisibility(owner, crop_h, crop_w, "train_crop")
-        if self.sample_tile is not None:
-            tile_h, tile_w = self.sample_tile
-            if not (1 <= tile_h <= self.height and 1 <= tile_w <= self.width):
-                raise ValueError(
-                    f"{owner}: sample_tile={self.sample_tile} must fit the output {self.height}x{self.width}"
-                )
-            self._check_spatial_divisibility(owner, tile_h, tile_w, "sample_tile")
+        self._check_window(owner, "train_crop", self.train_crop)
+        self._check_window(owner, "sample_tile", self.sample_tile)
         if self.use_images and self.kind == "tsr":
             raise ValueError(
                 f"{owner}: use_images (joint image-video training) is for base and ssr stages only"
