@@ -1,0 +1,96 @@
+"""Issue 7's quality check of a cascade in the synthetic world, with the rendered ground-truth row.
+
+Samples one video per prompt and seed with the cascade's own sampling defaults (or per-stage
+overrides, as ``generate`` takes them) and scores it with both in-domain evaluators (issue 5):
+attribute accuracy (color, shape and motion all right) and the world-CLIP score / R-Precision (99
+distractors) / Fréchet distance. The ground-truth row scores world renders of the same prompts.
+Prints a Markdown table and writes it with the settings as JSON when ``--out`` is given.
+
+    python benchmarks/demo_quality.py                      # the shipped demo cascade
+    python benchmarks/demo_quality.py --model DIR --seeds 0 1 --steps ssr2=16 --out results/q.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imagen_video.cascade import Cascade
+from imagen_video.cascade.cli_support import default_model_dir, parse_overrides
+from imagen_video.world.evaluate import evaluate_world, ground_truth_row
+
+PROMPTS = Path(__file__).with_name("world_prompts.txt")
+KEYS = ("attribute_accuracy", "clip_score", "r_precision", "fd")
+
+
+def score(cascade: Cascade, prompts: list[str], seed: int, overrides: dict) -> dict:
+    """One seed: sample every prompt, score the videos (world evaluators), and time the sampling."""
+    start = time.perf_counter()
+    out = cascade.generate(prompts, generator=torch.Generator().manual_seed(seed), overrides=overrides,
+                           progress=False)
+    seconds = time.perf_counter() - start
+    return {**flatten(evaluate_world(out.video, prompts, seed=seed)), "seconds": seconds,
+            "stage_seconds": out.timings}
+
+
+def flatten(row: dict) -> dict:
+    """The table's columns of an :func:`evaluate_world` row (per-attribute accuracies lifted up)."""
+    return {**{k: row[k] for k in KEYS}, **{k: row["attributes"][k] for k in ("color", "shape", "motion")}}
+
+
+def table(rows: dict[str, list[dict]]) -> str:
+    """Markdown: mean (and standard error over seeds when there are several) of every column."""
+    columns = ("attribute_accuracy", "color", "shape", "motion", "clip_score", "r_precision", "fd")
+    lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for name, runs in rows.items():
+        cells = []
+        for column in columns:
+            values = np.array([r[column] for r in runs if r.get(column) is not None], dtype=float)
+            if values.size == 0:
+                cells.append("")
+                continue
+            error = f" ± {values.std(ddof=1) / np.sqrt(values.size):.3f}" if values.size > 1 else ""
+            cells.append(f"{values.mean():.3f}{error}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Parse the arguments, evaluate the cascade and the ground truth, print (and write) the table."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", type=Path, default=None, help="cascade directory (default: the demo)")
+    p.add_argument("--prompts", type=Path, default=PROMPTS, help="canonical captions, one per line")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--steps", action="append", default=[], metavar="[STAGE=]N")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--out", type=Path, default=None, help="write the rows and settings as JSON")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    model = args.model or default_model_dir()
+    prompts = [line.strip() for line in args.prompts.read_text().splitlines() if line.strip()]
+    cascade = Cascade.from_pretrained(model)
+    overrides = parse_overrides(cascade.config, steps=args.steps)
+    rows = {"cascade": [score(cascade, prompts, seed, overrides) for seed in args.seeds]}
+    frames, height, width = cascade.config.stages[-1].shape
+    rows["rendered ground truth"] = [
+        flatten(ground_truth_row(prompts, frames, height, width, seed=seed)) for seed in args.seeds
+    ]
+    text = table(rows)
+    machine = platform.processor() or platform.machine()
+    print(f"{len(prompts)} prompts x {len(args.seeds)} seeds, {model}, {machine}, {args.threads} thread(s)")
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        settings = {"model": str(model), "prompts": prompts, "seeds": args.seeds, "steps": args.steps}
+        result = {"settings": settings, "rows": rows, "table": text}
+        args.out.write_text(json.dumps(result, indent=1, default=float))
+
+
+if __name__ == "__main__":
+    main()
