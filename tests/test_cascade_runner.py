@@ -221,6 +221,43 @@ def test_tiles_keep_shapes_and_a_whole_frame_tile_changes_nothing(tiny: Cascade,
         tiny.generate(PROMPT, progress=False, overrides={"ssr": StageOverride(tile=(5, 8))})
 
 
+class FirstCall(torch.nn.Module):
+    """Wraps a stage network and keeps the z_t and log-SNR of its first forward."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner, self.config, self.first = inner, inner.config, None
+
+    def forward(self, z_t: torch.Tensor, logsnr: torch.Tensor, *args: object, **kwargs: object
+                ) -> torch.Tensor:
+        if self.first is None:
+            self.first = (z_t.clone(), logsnr.clone())
+        return self.inner(z_t, logsnr, *args, **kwargs)
+
+
+def test_truncated_start_begins_at_t_start_from_the_noised_upsampled_input(tiny: Cascade) -> None:
+    from imagen_video.cascade.sampling import upsample_input
+    from imagen_video.diffusion import alpha_sigma, logsnr_from_t
+
+    ssr = FirstCall(tiny.models["ssr"])
+    cascade = Cascade(tiny.config, {**tiny.models, "ssr": ssr}, text_encoder=HashTextEncoder())
+    previous = cascade.generate(PROMPT, generator=_seed(5), stages=["base", "tsr"], progress=False).video
+    out = cascade.generate(PROMPT, generator=_seed(5), progress=False,
+                           overrides={"ssr": StageOverride(steps=3, t_start=0.25, aug_logsnr=20.0)})
+    assert out.video.shape == (1, 3, 8, 16, 16)
+    z_first, logsnr_first = ssr.first
+    schedule = tiny.config.stage("ssr").diffusion.schedule
+    logsnr = logsnr_from_t(torch.tensor([0.25], dtype=torch.float64), schedule)
+    assert float(logsnr_first[0]) == pytest.approx(float(logsnr[0]), abs=1e-5)
+    alpha, sigma = (float(v) for v in alpha_sigma(logsnr))
+    up = upsample_input(tiny.config.stage("ssr"), previous * 2.0 - 1.0)
+    noise = (z_first[:1] - alpha * up) / sigma  # what remains is the stage's unit Gaussian draw
+    assert abs(float(noise.mean())) < 0.2 and float(noise.std()) == pytest.approx(1.0, abs=0.2)
+    assert float((z_first[:1] - up).abs().mean()) < float((z_first[:1] - torch.randn_like(up)).abs().mean())
+    with pytest.raises(ValueError, match="a base stage starts from pure noise"):
+        tiny.generate(PROMPT, progress=False, overrides={"base": StageOverride(t_start=0.5)})
+
+
 def test_upsample_runs_windows_null_conditioned(tiny: Cascade) -> None:
     encoder = HashTextEncoder()
     counters = _counting(tiny)

@@ -130,6 +130,8 @@ def _bad_cases(tmp_path: Path, model_dir: Path) -> dict[str, tuple[list[str], st
                      "--tile 'ssr=16': expected HxW"),
         "tile not divisible": (["generate", PROMPT, "-o", out, "--tile", "ssr=5x8", *model],
                                "StageConfig 'ssr': sample_tile size 5x8 must be divisible by 2"),
+        "bad t-start": (["generate", PROMPT, "-o", out, "--t-start", "ssr=1.5", *model],
+                        "--t-start 'ssr=1.5': expected a time in \\(0, 1\\]"),
         "suffix vs format": (["generate", PROMPT, "-o", out, "--format", "gif", *model],
                              "has the suffix of mp4, but --format is gif"),
         "missing video": (["upsample", str(tmp_path / "nope.mp4"), "-o", out, *model], "does not exist"),
@@ -139,7 +141,7 @@ def _bad_cases(tmp_path: Path, model_dir: Path) -> dict[str, tuple[list[str], st
 
 
 BAD_CASES = ["empty prompt", "blank line", "unknown suffix", "zero videos", "negative seed", "not a cascade",
-             "unknown stage", "bad guidance", "bad sampler", "bad tile", "tile not divisible",
+             "unknown stage", "bad guidance", "bad sampler", "bad tile", "tile not divisible", "bad t-start",
              "suffix vs format", "missing video", "upsample base"]
 
 

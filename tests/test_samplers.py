@@ -218,3 +218,33 @@ def test_nan_in_state_names_the_step(case: str) -> None:
     z_1[1, 0] = float("inf")
     with pytest.raises(NonFiniteStateError, match="initial noise"):
         fn(gaussian_denoiser, z_1, steps=6, schedule_cfg=CFG, **kwargs)
+
+
+@pytest.mark.parametrize("case", ["ddim", "ancestral_0.3", "stochastic"])
+def test_truncated_start_from_the_true_marginal_recovers_the_gaussian(case: str) -> None:
+    """Started at t0 = 0.4 from z_t0 ~ q(z_t0) = N(alpha mu, alpha^2 s^2 + sigma^2), the sampler solves
+    the rest of the reverse process: 256 steps recover mu and s (SamplerConfig.t_start)."""
+    fn, kwargs = SAMPLER_CASES[case]
+    t0 = 0.4
+    logsnr_t0 = logsnr_from_t(torch.tensor([t0], dtype=torch.float64), CFG)
+    alpha, sigma = (float(v) for v in alpha_sigma(logsnr_t0))
+    g = torch.Generator().manual_seed(7)
+    unit = torch.randn(20_000, 1, generator=g, dtype=torch.float64)
+    unit = (unit - unit.mean()) / unit.std()  # exact moments: what remains is the sampler's error
+    z_t0 = alpha * MU + math.sqrt(alpha**2 * S**2 + sigma**2) * unit
+    seen: list[float] = []
+
+    def denoise(z: torch.Tensor, logsnr: torch.Tensor, step: int) -> torch.Tensor:
+        seen.append(float(logsnr[0]))
+        return gaussian_denoiser(z, logsnr, step)
+
+    x = fn(denoise, z_t0, steps=256, schedule_cfg=CFG, generator=g, t_start=t0, **kwargs)
+    assert seen[0] == pytest.approx(math.log(alpha**2 / sigma**2))  # the first call is at t0, not t = 1
+    assert float(x.mean()) == pytest.approx(MU, abs=0.01)
+    assert float(x.std()) == pytest.approx(S, rel=0.01)
+
+
+def test_bad_t_start_raises() -> None:
+    for bad in (0.0, -0.1, 1.01):
+        with pytest.raises(ValueError, match="t_start"):
+            SamplerConfig(t_start=bad)

@@ -93,6 +93,12 @@ def test_time_grid_and_logsnr_grid() -> None:
     for bad in (0, -3, 2.5):
         with pytest.raises(ValueError, match="steps"):
             time_grid(bad)  # type: ignore[arg-type]
+    assert time_grid(4, t_start=0.5).tolist() == [0.5, 0.375, 0.25, 0.125, 0.0]  # truncated start
+    truncated = logsnr_from_t(time_grid(4, t_start=0.5), CFG)
+    assert logsnr_grid(4, CFG, 0.5).tolist() == pytest.approx(truncated.tolist())
+    for bad_start in (0.0, 1.5):
+        with pytest.raises(ValueError, match="t_start"):
+            time_grid(4, t_start=bad_start)
 
 
 def test_snr_trunc_weight() -> None:

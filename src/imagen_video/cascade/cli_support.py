@@ -68,11 +68,12 @@ def parse_overrides(
     samplers: Sequence[str] = (),
     guidance: Sequence[str] = (),
     tiles: Sequence[str] = (),
+    starts: Sequence[str] = (),
     stages: Sequence[str] | None = None,
 ) -> dict[str, StageOverride]:
     """Per-stage :class:`StageOverride` from ``--steps STAGE=N``, ``--sampler STAGE=NAME``,
-    ``--guidance`` and ``--tile STAGE=HxW`` values. ``stages``: the stages being run (default: all);
-    a value without ``STAGE=`` applies to each of them; later values win."""
+    ``--guidance``, ``--tile STAGE=HxW`` and ``--t-start STAGE=T`` values. ``stages``: the stages
+    being run (default: all); a value without ``STAGE=`` applies to each of them; later values win."""
     scope = list(stages) if stages is not None else list(config.stage_names)
     changes: dict[str, dict[str, object]] = {}
     for spec in steps:
@@ -100,6 +101,16 @@ def parse_overrides(
             raise ValueError(f"--tile {spec!r}: expected HxW with positive integers, e.g. 24x40")
         for name in names:
             changes.setdefault(name, {})["tile"] = (int(match[1]), int(match[2]))
+    for spec in starts:
+        names, value = _split_stage(spec, scope, "--t-start")
+        try:
+            start = float(value)
+        except ValueError:
+            start = float("nan")
+        if not 0.0 < start <= 1.0:
+            raise ValueError(f"--t-start {spec!r}: expected a time in (0, 1], e.g. ssr1=0.4")
+        for name in names:
+            changes.setdefault(name, {})["t_start"] = start
     overrides = {name: StageOverride(**fields) for name, fields in changes.items()}  # type: ignore[arg-type]
     for name, override in overrides.items():
         override.apply(config.stage(name))  # a tile that does not fit the stage fails here, by name

@@ -87,6 +87,7 @@ class StageConfig(JsonConfig):
             )
         self._check_spatial_divisibility(owner, self.height, self.width, "output")
         self._check_conditioning(owner)
+        self._check_sampler_start(owner)
         self._check_training_fields(owner)
 
     def _check_spatial_divisibility(self, owner: str, height: int, width: int, what: str) -> None:
@@ -104,6 +105,13 @@ class StageConfig(JsonConfig):
         if not (1 <= size[0] <= self.height and 1 <= size[1] <= self.width):
             raise ValueError(f"{owner}: {field}={size} must fit the output {self.height}x{self.width}")
         self._check_spatial_divisibility(owner, size[0], size[1], field)
+
+    def _check_sampler_start(self, owner: str) -> None:
+        if self.kind == "base" and self.sampler.t_start < 1.0:
+            raise ValueError(
+                f"{owner}: sampler.t_start={self.sampler.t_start} needs an input video; a base stage "
+                "starts from pure noise (t_start = 1)"
+            )
 
     def _check_conditioning(self, owner: str) -> None:
         cond = (self.cond_frames, self.cond_height, self.cond_width)

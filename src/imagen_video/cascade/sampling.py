@@ -29,6 +29,7 @@ from imagen_video.diffusion.augment import noise_augment
 from imagen_video.diffusion.config import GuidanceConfig, ThresholdConfig, no_guidance
 from imagen_video.diffusion.guidance import Denoise, GuidanceSchedule, guided_denoiser, threshold
 from imagen_video.diffusion.parameterization import to_x
+from imagen_video.diffusion.schedule import alpha_sigma, logsnr_from_t
 from imagen_video.models import upsample_video
 from imagen_video.samplers import Callback, initial_noise, run_sampler
 
@@ -43,6 +44,7 @@ class StageOverride:
     threshold: ThresholdConfig | None = None  # none / static / dynamic (sec. 2.6.2)
     aug_logsnr: float | None = None  # sampling-time noise-augmentation level (sec. 2.5)
     tile: tuple[int, int] | None = None  # (h, w) spatial tiles at sampling time (memory bound)
+    t_start: float | None = None  # SR stages: start from the noised upsampled input at this t (SDEdit)
 
     def apply(self, stage: StageConfig) -> StageConfig:
         """``stage`` with these overrides applied (validated by the configs)."""
@@ -51,6 +53,8 @@ class StageOverride:
             sampler = sampler.replace(name=self.sampler)
         if self.steps is not None:
             sampler = sampler.replace(steps=self.steps)
+        if self.t_start is not None:
+            sampler = sampler.replace(t_start=self.t_start)
         return stage.replace(
             sampler=sampler,
             guidance=self.guidance if self.guidance is not None else stage.guidance,
@@ -224,6 +228,14 @@ def prepare_condition(
 
     Returns ``(cond_video (N, C, T, H, W), aug_logsnr (N,))``.
     """
+    upsampled = upsample_input(stage, previous)
+    return noise_augment(upsampled, config=stage.diffusion, training=False, aug_logsnr=stage.aug_logsnr,
+                         generator=generator)
+
+
+def upsample_input(stage: StageConfig, previous: torch.Tensor) -> torch.Tensor:
+    """The previous output (N, C, T_in, H_in, W_in) upsampled to this stage's (T_in * temporal factor,
+    H, W): bilinear in space, frame repetition or blank frames in time (sec. 2.3)."""
     _, channels, frames_in, height_in, width_in = previous.shape
     if (height_in, width_in) != (stage.cond_height, stage.cond_width) or channels != stage.unet.in_channels:
         raise ValueError(
@@ -231,9 +243,15 @@ def prepare_condition(
             f"{stage.cond_width} input, got {channels}-channel {height_in}x{width_in}"
         )
     size = (frames_in * stage.temporal_factor, stage.height, stage.width)
-    upsampled = upsample_video(previous.float(), size=size, temporal=stage.temporal_upsample)
-    return noise_augment(upsampled, config=stage.diffusion, training=False, aug_logsnr=stage.aug_logsnr,
-                         generator=generator)
+    return upsample_video(previous.float(), size=size, temporal=stage.temporal_upsample)
+
+
+def truncated_start(stage: StageConfig, previous: torch.Tensor, z_1: torch.Tensor) -> torch.Tensor:
+    """``z_t0 = alpha_t0 x_up + sigma_t0 z_1``: the upsampled input noised to ``t0 =
+    stage.sampler.t_start`` by the forward process (eq. 1), where the sampler then starts (SDEdit)."""
+    t0 = torch.tensor([stage.sampler.t_start], dtype=torch.float64)
+    alpha, sigma = alpha_sigma(logsnr_from_t(t0, stage.diffusion.schedule))
+    return float(alpha) * upsample_input(stage, previous).to(z_1) + float(sigma) * z_1
 
 
 def sample_stage(
@@ -266,6 +284,8 @@ def sample_stage(
         frames = cond_video.shape[2]
     z_1 = initial_noise((batch, stage.unet.in_channels, frames, stage.height, stage.width),
                         generator=generator, device=device)
+    if stage.sampler.t_start < 1.0:
+        z_1 = truncated_start(stage, previous.to(device), z_1)  # type: ignore[union-attr]
     denoise = make_stage_denoiser(model, stage, text, cond_video, aug, autocast_dtype)
     with torch.no_grad():
         x = run_sampler(stage.sampler, denoise, z_1, schedule_cfg=stage.diffusion.schedule,

@@ -39,6 +39,9 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampler", action="append", default=[], metavar="[STAGE=]NAME",
                         help="sampler of a stage: ancestral, ddim or stochastic; repeatable")
     parser.add_argument("--guidance", action="append", default=[], metavar="SPEC", help=GUIDANCE_HELP)
+    parser.add_argument("--t-start", action="append", default=[], metavar="[STAGE=]T",
+                        help="start an SR stage's sampler at time T in (0, 1] from its upsampled input, "
+                        "noised (SDEdit); 1 = from pure noise as in the paper; repeatable")
     parser.add_argument("--tile", action="append", default=[], metavar="[STAGE=]HxW",
                         help="sample a stage in overlapping HxW spatial tiles to bound memory (best for "
                         "a fully convolutional top stage); repeatable")
@@ -147,7 +150,8 @@ def load_plan(
         names = cli_support.parse_stage_list(args.stages, config) if upsample else None
         stages = [stage.name for stage in select_stages(config, names, from_base=not upsample)]
         overrides = cli_support.parse_overrides(config, steps=args.steps, samplers=args.sampler,
-                                                guidance=args.guidance, tiles=args.tile, stages=stages)
+                                                guidance=args.guidance, tiles=args.tile, starts=args.t_start,
+                                                stages=stages)
     except (CascadeLoadError, KeyError, ValueError) as err:
         raise UserError(str(err).strip("'\"")) from None
     return model_dir, config, stages, overrides

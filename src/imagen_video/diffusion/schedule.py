@@ -67,17 +67,24 @@ def alpha_sigma(logsnr: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tenso
 
 
 def time_grid(
-    steps: int, *, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu"
+    steps: int,
+    *,
+    t_start: float = 1.0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
-    """Uniform time grid ``t_i = 1 - i / steps`` from 1 to 0, shape (steps + 1,) (paper sec. 2.1)."""
+    """Uniform time grid ``t_i = t_start (1 - i / steps)`` from ``t_start`` (paper: 1) to 0, shape
+    (steps + 1,) (paper sec. 2.1; ``t_start < 1`` is the truncated start of :class:`SamplerConfig`)."""
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps={steps!r} must be an integer >= 1")
-    return 1.0 - torch.arange(steps + 1, dtype=dtype, device=device) / steps
+    if not 0.0 < t_start <= 1.0:
+        raise ValueError(f"t_start={t_start!r} must be in (0, 1]")
+    return t_start * (1.0 - torch.arange(steps + 1, dtype=dtype, device=device) / steps)
 
 
-def logsnr_grid(steps: int, cfg: ScheduleConfig) -> torch.Tensor:
-    """Log-SNR on :func:`time_grid`, float64 on CPU, shape (steps + 1,), increasing from t = 1 to 0."""
-    return logsnr_from_t(time_grid(steps), cfg)
+def logsnr_grid(steps: int, cfg: ScheduleConfig, t_start: float = 1.0) -> torch.Tensor:
+    """Log-SNR on :func:`time_grid`, float64 on CPU, shape (steps + 1,), increasing from t_start to 0."""
+    return logsnr_from_t(time_grid(steps, t_start=t_start), cfg)
 
 
 def snr_trunc_weight(logsnr: torch.Tensor) -> torch.Tensor:

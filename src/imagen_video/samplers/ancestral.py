@@ -48,6 +48,7 @@ def sample_ancestral(
     gamma: float = 0.3,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    t_start: float = 1.0,
 ) -> torch.Tensor:
     """Ancestral sampling from z_1 ~ N(0, I) (B, C, T, H, W) to x (paper eqs. 3-4; math sec. 4).
 
@@ -55,7 +56,7 @@ def sample_ancestral(
     of z's shape and dtype from ``generator``; the last step returns x_hat without noise.
     """
     check_gamma(gamma)
-    grid = Grid.build(steps, schedule_cfg)
+    grid = Grid.build(steps, schedule_cfg, t_start)
 
     def update(z: torch.Tensor, x_hat: torch.Tensor, i: int) -> torch.Tensor:
         c_z, c_x, std = ancestral_coefficients(grid.logsnr[i], grid.logsnr[i + 1], float(gamma))

@@ -64,9 +64,13 @@ class Grid:
     logsnr: Sequence[float]
 
     @classmethod
-    def build(cls, steps: int, schedule_cfg: ScheduleConfig) -> Grid:
-        """Grid for ``steps`` sampler steps under ``schedule_cfg``; ``steps`` < 1 raises ValueError."""
-        return cls(t=time_grid(steps).tolist(), logsnr=logsnr_grid(steps, schedule_cfg).tolist())
+    def build(cls, steps: int, schedule_cfg: ScheduleConfig, t_start: float = 1.0) -> Grid:
+        """Grid for ``steps`` sampler steps from ``t_start`` under ``schedule_cfg``; ``steps`` < 1 raises
+        ValueError."""
+        return cls(
+            t=time_grid(steps, t_start=t_start).tolist(),
+            logsnr=logsnr_grid(steps, schedule_cfg, t_start).tolist(),
+        )
 
 
 def _ensure_finite(tensor: torch.Tensor, what: str, step: int, steps: int) -> None:

@@ -26,6 +26,7 @@ def sample_ddim(
     schedule_cfg: ScheduleConfig,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    t_start: float = 1.0,
 ) -> torch.Tensor:
     """DDIM sampling from z_1 (B, C, T, H, W) to x (paper sec. 2.1; diffusion-math.md sec. 5).
 
@@ -33,7 +34,7 @@ def sample_ddim(
     eps_hat is recomputed from x_hat and z_t, so a thresholded x_hat also corrects eps_hat.
     """
     del generator  # deterministic
-    grid = Grid.build(steps, schedule_cfg)
+    grid = Grid.build(steps, schedule_cfg, t_start)
 
     def update(z: torch.Tensor, x_hat: torch.Tensor, i: int) -> torch.Tensor:
         c_z, c_x = ddim_coefficients(grid.logsnr[i], grid.logsnr[i + 1])

@@ -28,7 +28,8 @@ def run_sampler(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
 ) -> torch.Tensor:
-    """Run the sampler ``config.name`` for ``config.steps`` steps from z_1 (B, C, T, H, W); returns x."""
+    """Run the sampler ``config.name`` for ``config.steps`` steps from z_1 (B, C, T, H, W) at time
+    ``config.t_start`` (paper: 1); returns x."""
     extra = {"gamma": config.gamma} if config.name == "ancestral" else {}
     return SAMPLERS[config.name](
         denoise,
@@ -37,5 +38,6 @@ def run_sampler(
         schedule_cfg=schedule_cfg,
         generator=generator,
         callback=callback,
+        t_start=config.t_start,
         **extra,
     )

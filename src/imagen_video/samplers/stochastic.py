@@ -39,13 +39,14 @@ def sample_stochastic(
     schedule_cfg: ScheduleConfig,
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
+    t_start: float = 1.0,
 ) -> torch.Tensor:
     """Stochastic N-step sampling from z_1 (B, C, T, H, W) (paper sec. 2.7; diffusion-math.md sec. 12).
 
     With h = 1 / steps, from t: a DDIM step with twice the step, t -> t - 2h, then a forward-process
     step back up to t - h with fresh noise from ``generator``. The last step (t = h) returns x_hat.
     """
-    grid = Grid.build(steps, schedule_cfg)
+    grid = Grid.build(steps, schedule_cfg, t_start)
 
     def update(z: torch.Tensor, x_hat: torch.Tensor, i: int) -> torch.Tensor:
         l_t, l_m, l_u = grid.logsnr[i], grid.logsnr[i + 1], grid.logsnr[i + 2]  # t, t - h, t - 2h
