@@ -111,6 +111,8 @@ def _show(args: argparse.Namespace) -> int:
                   else f"oscillate {guidance.w_high:g}/{guidance.w_low:g} after {guidance.constant_steps}")
         shape = f"{stage.frames}x{stage.height}x{stage.width} @ {stage.fps:g} fps"
         aug = f", aug log-SNR {stage.aug_logsnr:.2f}" if stage.is_super_resolution else ""
+        if stage.sampler.t_start < 1.0:
+            aug += f", start t={stage.sampler.t_start:g} from the input"
         print(f"  {stage.name:<8} {stage.kind:<4} {shape}  {stage.sampler.name} {stage.sampler.steps} steps, "
               f"guidance {weight}, threshold {stage.threshold.mode}{aug}")
     return 0
