@@ -40,13 +40,24 @@ def score(cascade: Cascade, prompts: list[str], seed: int, overrides: dict) -> d
 
 
 def flatten(row: dict) -> dict:
-    """The table's columns of an :func:`evaluate_world` row (per-attribute accuracies lifted up)."""
-    return {**{k: row[k] for k in KEYS}, **{k: row["attributes"][k] for k in ("color", "shape", "motion")}}
+    """The table's columns of an :func:`evaluate_world` row: per-attribute accuracies lifted up, and
+    the accuracy on the held-out combinations (compositional generalisation) apart."""
+    from imagen_video.world.spec import DEFAULT_HOLDOUT
+
+    per_prompt = row["attributes"]["per_prompt"]
+    held_out = [per_prompt[c.caption] for c in DEFAULT_HOLDOUT if c.caption in per_prompt]
+    return {
+        **{k: row[k] for k in KEYS},
+        **{k: row["attributes"][k] for k in ("color", "shape", "motion")},
+        "held_out_accuracy": float(np.mean(held_out)) if held_out else None,
+        "per_prompt": per_prompt,
+    }
 
 
 def table(rows: dict[str, list[dict]]) -> str:
     """Markdown: mean (and standard error over seeds when there are several) of every column."""
-    columns = ("attribute_accuracy", "color", "shape", "motion", "clip_score", "r_precision", "fd")
+    columns = ("attribute_accuracy", "held_out_accuracy", "color", "shape", "motion", "clip_score",
+               "r_precision", "fd")
     lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, runs in rows.items():
         cells = []

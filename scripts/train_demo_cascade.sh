@@ -39,13 +39,13 @@ train() {  # stage steps config
 # Build the text-embedding cache once, before the chains share it.
 $IV encode-text --encoder embedded --out "$RUNS/text_cache" --data "$RUNS/world" --no-progress
 
-train base "${BASE_STEPS:-3000}" "$RUNS/train_base.json" > "$RUNS/base.log" 2>&1 &
+train base "${BASE_STEPS:-7600}" "$RUNS/train_base.json" > "$RUNS/base.log" 2>&1 &
 base_pid=$!
 {
-  train tsr1 "${TSR1_STEPS:-800}" "$RUNS/train_sr.json"
-  train ssr1 "${SSR1_STEPS:-400}" "$RUNS/train_sr.json"
-  train tsr2 "${TSR2_STEPS:-400}" "$RUNS/train_sr.json"
-  train ssr2 "${SSR2_STEPS:-400}" "$RUNS/train_sr.json"
+  train tsr1 "${TSR1_STEPS:-1000}" "$RUNS/train_sr.json"
+  train ssr1 "${SSR1_STEPS:-2500}" "$RUNS/train_sr.json"
+  train tsr2 "${TSR2_STEPS:-1800}" "$RUNS/train_sr.json"
+  train ssr2 "${SSR2_STEPS:-3200}" "$RUNS/train_sr.json"
 } > "$RUNS/sr.log" 2>&1
 wait "$base_pid"
 

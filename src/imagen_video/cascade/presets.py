@@ -128,7 +128,8 @@ def demo_cascade() -> CascadeConfig:
     -> tsr1 16x12x20 @ 4 fps -> ssr1 16x24x40 (spatial attention at 6x10) -> tsr2 32x24x40 @ 8 fps
     -> ssr2 32x48x80, fully convolutional, trained on 24x40 crops (sec. 2.3). SR stages use temporal
     convolutions. Default sampling is cheap (DDIM, few steps, before distillation): guidance is
-    oscillating on the base and the first two SR stages and off above 80x48 (sec. 2.6.2).
+    oscillating on the base and the first two SR stages and off above 80x48 (sec. 2.6.2); SR stages
+    start from their noised input (:func:`_from_noised_input`).
     """
     # Forward cost per sample (torch FLOP counter): base 0.9, tsr1 1.7, ssr1 4.8, tsr2 4.1, ssr2 15.8
     # GFLOP (4.0 on its 24x40 training crops); parameters 2.2M, 2.1M, 1.8M, 0.8M, 0.6M.
@@ -147,7 +148,23 @@ def demo_cascade() -> CascadeConfig:
         _stage("ssr2", "ssr", ssr2, (32, 48, 80), 8.0, (32, 24, 40), ddim_sampler(8), no_guidance(),
                train_crop=(24, 40), use_images=True),
     )  # fmt: skip
+    stages = (stages[0], *(_from_noised_input(stage) for stage in stages[1:]))
     return CascadeConfig(name="demo", text_encoder="embedded", text_max_length=64, stages=stages)
+
+
+DEMO_SR_AUG_LOGSNR = 12.0
+DEMO_SR_T_START = 0.3
+
+
+def _from_noised_input(stage: StageConfig) -> StageConfig:
+    """The demo's SR sampling: start at t = 0.3 from the nearly clean (aug log-SNR 12) upsampled input.
+
+    Its SR stages (1,000-3,200 steps of batch 8) have not learned the high-noise end: from pure noise
+    (the paper's start) they blur and grain the shapes. On 18 world prompts this start raised the
+    attribute accuracy from 0.44 (aug log-SNR 3, t = 1) to 0.67 (docs/demo-cascade.md).
+    """
+    return stage.replace(aug_logsnr=DEMO_SR_AUG_LOGSNR,
+                         sampler=stage.sampler.replace(t_start=DEMO_SR_T_START))
 
 
 # ----------------------------------------------------------------------------------------------
