@@ -351,3 +351,31 @@ def test_data_loader_workers_give_the_same_run(world, tmp_path) -> None:
     inline = run(TINY.stage("base"), cfg, data, tmp_path / "inline", cache)
     workers = run(TINY.stage("base"), cfg.replace(num_workers=2), data, tmp_path / "workers", cache)
     assert inline.losses == workers.losses  # samples depend on (seed, epoch, slot), not on the worker
+
+
+def test_init_from_a_stage_folder_starts_from_its_weights(world, tmp_path) -> None:
+    from imagen_video.cascade.stage_io import save_stage
+    from imagen_video.models import VideoUNet
+    from imagen_video.train import distributed as dist_utils
+
+    data, cache = world
+    first = run(TINY.stage("base"), tiny_config(max_steps=4), data, tmp_path / "a", cache)
+    _, trained = load_stage(first.stage_dir, stage_name="base")
+    text = {"encoder": "embedded", "max_length": TINY.text_max_length, "cache_dir": cache}
+    ctx = dist_utils.init_distributed("cpu")
+    try:
+        trainer = loop_module._Trainer(TINY.stage("base"), tiny_config(), data, tmp_path / "b", ctx,
+                                       resume=False, text=text, progress=False, init_from=first.stage_dir)
+        for name, tensor in trained.state_dict().items():
+            assert torch.equal(trainer.ema.model.state_dict()[name], tensor), name
+            assert torch.equal(dist_utils.unwrap_model(trainer.model).state_dict()[name], tensor), name
+        other = tmp_path / "tsr"
+        save_stage(other, TINY.stage("tsr"), VideoUNet(TINY.stage("tsr").unet))
+        with pytest.raises(TrainSetupError, match="holds a different network than stage 'base'"):
+            loop_module._Trainer(TINY.stage("base"), tiny_config(), data, tmp_path / "c", ctx,
+                                 resume=False, text=text, progress=False, init_from=other)
+    finally:
+        dist_utils.shutdown_distributed(ctx)
+    second = run(TINY.stage("base"), tiny_config(max_steps=2), data, tmp_path / "d", cache,
+                 init_from=first.stage_dir)
+    assert second.start_step == 0 and second.step == 2

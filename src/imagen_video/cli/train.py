@@ -53,6 +53,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--config", type=Path, default=None, help="TrainConfig JSON (default: built-in defaults)"
     )
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
+    parser.add_argument("--init-from", type=Path, default=None, metavar="STAGE_DIR",
+                        help="start a new run from a stage folder's weights (e.g. a shipped stage; "
+                        "pass its cascade as --cascade)")
     parser.add_argument("--max-steps", type=_positive_int, default=None, help="override max_steps")
     parser.add_argument(
         "--batch-size", type=_positive_int, default=None, help="override batch_size (per rank)"
@@ -76,6 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the stage and configs, train, and print where the results are."""
+    from imagen_video.cascade.stage_io import StageLoadError
     from imagen_video.data import DatasetError
     from imagen_video.train import TrainSetupError, load_train_config, resolve_cascade, train_stage
 
@@ -103,8 +107,9 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             progress=not args.no_progress,
             weights_digest=args.weights_digest,
+            init_from=args.init_from,
         )
-    except (DatasetError, TrainSetupError) as err:
+    except (DatasetError, TrainSetupError, StageLoadError) as err:
         raise UserError(str(err)) from None
     _report(args, result)
     return 0

@@ -91,6 +91,7 @@ class _Trainer:
         resume: bool,
         text: dict[str, Any],
         progress: bool,
+        init_from: str | Path | None = None,
     ) -> None:
         self.stage, self.cfg, self.ctx = stage_cfg, train_cfg, ctx
         self.out = Path(out_dir)
@@ -104,7 +105,8 @@ class _Trainer:
             )
         self.previews = self._preview_items()
         self.cache = self._text_cache(**text)
-        self._build_model()
+        init = self._init_weights(Path(init_from)) if init_from is not None and existing is None else None
+        self._build_model(init)
         self.step = self.micro_batches = self.skipped_steps = 0
         self.last_checkpoint: Path | None = None
         self.losses: list[float] = []
@@ -139,10 +141,14 @@ class _Trainer:
             cache if cache is not None else prepare_text_cache(directory, captions, progress=False, **options)
         )
 
-    def _build_model(self) -> None:
-        """U-Net (seeded init, identical on all ranks), EMA copy, DDP/FSDP wrapper, AdamW, noise generator."""
+    def _build_model(self, init: dict[str, torch.Tensor] | None = None) -> None:
+        """U-Net (seeded init, identical on all ranks, or the ``init`` weights), EMA copy, DDP/FSDP
+        wrapper, AdamW, noise generator."""
         cfg, ctx = self.cfg, self.ctx
-        model = VideoUNet(self.stage.unet, generator=torch.Generator().manual_seed(cfg.seed)).to(ctx.device)
+        model = VideoUNet(self.stage.unet, generator=torch.Generator().manual_seed(cfg.seed))
+        if init is not None:
+            model.load_state_dict(init)
+        model = model.to(ctx.device)
         self.ema = EMA(model, cfg.ema_decay, warmup=cfg.ema_warmup)
         self.model = dist_utils.wrap_model(model, ctx, fsdp=cfg.fsdp)
         self.sharded = cfg.fsdp and ctx.distributed
@@ -156,6 +162,21 @@ class _Trainer:
             weight_decay=cfg.weight_decay,
         )
         self.generator = torch.Generator(device=ctx.device).manual_seed(cfg.seed + 1_000_003 * (ctx.rank + 1))
+
+    def _init_weights(self, folder: Path) -> dict[str, torch.Tensor]:
+        """A stage folder's weights to start from (model and EMA; fresh optimiser, step 0), e.g. to
+        continue training a shipped stage; its network must be this stage's."""
+        from imagen_video.cascade.stage_io import check_weights_match, load_stage_weights, read_stage_config
+
+        saved = read_stage_config(folder)
+        if saved.architecture() != self.stage.architecture():
+            raise TrainSetupError(
+                f"--init-from {str(folder)!r} holds a different network than stage {self.stage.name!r}; "
+                "pass the cascade it came from as --cascade (e.g. its cascade directory)"
+            )
+        state = load_stage_weights(folder, saved)
+        check_weights_match(saved, VideoUNet(saved.unet), state)
+        return state
 
     # ---- checkpoints --------------------------------------------------------------------------
 
@@ -405,6 +426,7 @@ def train_stage(
     device: str | None = None,
     progress: bool = True,
     weights_digest: bool = False,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train one cascade stage (a ``StageConfig``) on the dataset at ``data_path`` into ``out_dir``.
 
@@ -414,13 +436,16 @@ def train_stage(
     when there is none). ``device``: None / "auto" picks ``cuda:<local rank>`` when available. Under
     torchrun the same call trains data-parallel. Raises ``imagen_video.data.DatasetError`` at once for
     unusable data. ``weights_digest``: also hash this rank's final weights (replica check).
+    ``init_from``: a stage folder whose weights a new run starts from (ignored once the run has a
+    checkpoint to resume).
     See the module docstring for the outputs.
     """
     ctx = dist_utils.init_distributed(device)
     try:
         text = {"encoder": text_encoder, "max_length": text_max_length, "cache_dir": text_cache}
         trainer = _Trainer(
-            stage_cfg, train_cfg, data_path, out_dir, ctx, resume=resume, text=text, progress=progress
+            stage_cfg, train_cfg, data_path, out_dir, ctx, resume=resume, text=text, progress=progress,
+            init_from=init_from,
         )
         start = trainer.step
         if ctx.is_main:
