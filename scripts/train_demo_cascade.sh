@@ -7,6 +7,7 @@
 #   RUNS=/path/to/runs bash scripts/train_demo_cascade.sh
 #
 # Step counts are overridable: BASE_STEPS, TSR1_STEPS, SSR1_STEPS, TSR2_STEPS, SSR2_STEPS.
+# Continue the shipped stages instead:  FROM_SHIPPED=1 SSR2_STEPS=3000 ... bash scripts/train_demo_cascade.sh
 set -euo pipefail
 RUNS=${RUNS:-runs/demo}
 IV=${IV:-imagen-video}
@@ -29,11 +30,19 @@ cat > "$RUNS/train_sr.json" <<'JSON'
  "checkpoint_every": 100, "keep_checkpoints": 2, "log_every": 10, "seed": 0, "num_workers": 1}
 JSON
 
+# FROM_SHIPPED=1: continue training the shipped demo stages (their networks, their weights; the step
+# counts then count the new steps) instead of training the demo preset from scratch.
+CASCADE=demo
+if [ "${FROM_SHIPPED:-0}" = 1 ]; then
+  CASCADE=$(python -c "from imagen_video.cascade.cli_support import default_model_dir as d; print(d())")
+fi
+
 train() {  # stage steps config
-  local resume=()
-  [ -e "$RUNS/$1/checkpoints/latest" ] && resume=(--resume)
-  $IV train --stage "$1" --data "$RUNS/world" --out "$RUNS/$1" --cascade demo --config "$3" \
-      --max-steps "$2" --text-cache "$RUNS/text_cache" --no-progress "${resume[@]}"
+  local start=()
+  if [ -e "$RUNS/$1/checkpoints/latest" ]; then start=(--resume)
+  elif [ "$CASCADE" != demo ]; then start=(--init-from "$CASCADE/$1"); fi
+  $IV train --stage "$1" --data "$RUNS/world" --out "$RUNS/$1" --cascade "$CASCADE" --config "$3" \
+      --max-steps "$2" --text-cache "$RUNS/text_cache" --no-progress "${start[@]}"
 }
 
 # Build the text-embedding cache once, before the chains share it.
