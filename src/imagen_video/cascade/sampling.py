@@ -220,19 +220,6 @@ def make_stage_denoiser(
     return windowed(denoise_window, frames_total, stage.frames, stage.temporal_factor)
 
 
-def prepare_condition(
-    stage: StageConfig, previous: torch.Tensor, generator: torch.Generator | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Upsample the previous output (N, C, T_in, H_in, W_in) in [-1, 1] to this stage's shape
-    (T_in * temporal factor, H, W) and noise-augment it at ``stage.aug_logsnr`` (secs. 2.3, 2.5).
-
-    Returns ``(cond_video (N, C, T, H, W), aug_logsnr (N,))``.
-    """
-    upsampled = upsample_input(stage, previous)
-    return noise_augment(upsampled, config=stage.diffusion, training=False, aug_logsnr=stage.aug_logsnr,
-                         generator=generator)
-
-
 def upsample_input(stage: StageConfig, previous: torch.Tensor) -> torch.Tensor:
     """The previous output (N, C, T_in, H_in, W_in) upsampled to this stage's (T_in * temporal factor,
     H, W): bilinear in space, frame repetition or blank frames in time (sec. 2.3)."""
@@ -246,12 +233,12 @@ def upsample_input(stage: StageConfig, previous: torch.Tensor) -> torch.Tensor:
     return upsample_video(previous.float(), size=size, temporal=stage.temporal_upsample)
 
 
-def truncated_start(stage: StageConfig, previous: torch.Tensor, z_1: torch.Tensor) -> torch.Tensor:
-    """``z_t0 = alpha_t0 x_up + sigma_t0 z_1``: the upsampled input noised to ``t0 =
-    stage.sampler.t_start`` by the forward process (eq. 1), where the sampler then starts (SDEdit)."""
+def truncated_start(stage: StageConfig, upsampled: torch.Tensor, z_1: torch.Tensor) -> torch.Tensor:
+    """``z_t0 = alpha_t0 x_up + sigma_t0 z_1``: the upsampled input (:func:`upsample_input`) noised to
+    ``t0 = stage.sampler.t_start`` by the forward process (eq. 1), where the sampler starts (SDEdit)."""
     t0 = torch.tensor([stage.sampler.t_start], dtype=torch.float64)
     alpha, sigma = alpha_sigma(logsnr_from_t(t0, stage.diffusion.schedule))
-    return float(alpha) * upsample_input(stage, previous).to(z_1) + float(sigma) * z_1
+    return float(alpha) * upsampled.to(z_1) + float(sigma) * z_1
 
 
 def sample_stage(
@@ -275,17 +262,19 @@ def sample_stage(
     if stage.kind == "base":
         if previous is not None:
             raise ValueError(f"stage {stage.name!r} is a base stage and takes no input video")
-        cond_video = aug = None
+        upsampled = cond_video = aug = None
         frames = stage.frames
     else:
         if previous is None:
             raise ValueError(f"stage {stage.name!r} is a {stage.kind} stage and needs an input video")
-        cond_video, aug = prepare_condition(stage, previous.to(device), generator)
+        upsampled = upsample_input(stage, previous.to(device))  # sec. 2.3
+        cond_video, aug = noise_augment(upsampled, config=stage.diffusion, training=False,
+                                        aug_logsnr=stage.aug_logsnr, generator=generator)  # sec. 2.5
         frames = cond_video.shape[2]
     z_1 = initial_noise((batch, stage.unet.in_channels, frames, stage.height, stage.width),
                         generator=generator, device=device)
-    if stage.sampler.t_start < 1.0:
-        z_1 = truncated_start(stage, previous.to(device), z_1)  # type: ignore[union-attr]
+    if upsampled is not None and stage.sampler.t_start < 1.0:
+        z_1 = truncated_start(stage, upsampled, z_1)
     denoise = make_stage_denoiser(model, stage, text, cond_video, aug, autocast_dtype)
     with torch.no_grad():
         x = run_sampler(stage.sampler, denoise, z_1, schedule_cfg=stage.diffusion.schedule,

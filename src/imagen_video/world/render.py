@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -233,6 +233,19 @@ def render_batch(
     seed: int | np.random.Generator = 0,
 ) -> np.ndarray:
     """Render one clip per combo from a single seed: uint8 (B, T, H, W, 3)."""
+    return render_each(render_clip, combos, frames, height, width, seed)
+
+
+def render_each(
+    render_one: Callable[..., tuple[np.ndarray, object]],
+    items: Sequence[object],
+    frames: int,
+    height: int,
+    width: int,
+    seed: int | np.random.Generator,
+) -> np.ndarray:
+    """Stack ``render_one(item, ...)[0]`` of every item, all drawn from one generator seeded by
+    ``seed`` (the batch renderers of every tier): uint8 (B, T, H, W, 3)."""
     rng = _rng(seed)
-    clips = [render_clip(c, frames=frames, height=height, width=width, seed=rng)[0] for c in combos]
+    clips = [render_one(item, frames=frames, height=height, width=width, seed=rng)[0] for item in items]
     return np.stack(clips) if clips else np.zeros((0, frames, height, width, 3), np.uint8)

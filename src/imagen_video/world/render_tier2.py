@@ -36,6 +36,7 @@ from imagen_video.world.render import (
     _y_extent,
     coverage,
     render_clip,
+    render_each,
 )
 from imagen_video.world.spec import Combo
 from imagen_video.world.tier2 import PairScene, Scene, TextScene
@@ -273,6 +274,4 @@ def render_scenes(
     seed: int | np.random.Generator = 0,
 ) -> np.ndarray:
     """Render one clip per scene (any tier) from a single seed: uint8 (B, T, H, W, 3)."""
-    rng = _rng(seed)
-    clips = [render_scene(s, frames=frames, height=height, width=width, seed=rng)[0] for s in scenes]
-    return np.stack(clips) if clips else np.zeros((0, frames, height, width, 3), np.uint8)
+    return render_each(render_scene, scenes, frames, height, width, seed)
