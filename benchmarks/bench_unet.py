@@ -56,22 +56,37 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             start = time.perf_counter()
             runs[name].append(run_child(specs[name], "all"))
-            print(f"round {r + 1}/{args.rounds} {name}: {json.dumps(runs[name][-1])} "
-                  f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"round {r + 1}/{args.rounds} {name}: {json.dumps(runs[name][-1])} "
+                f"({time.perf_counter() - start:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     medians = {n: {m: statistics.median(run[m] for run in rs) for m in METRICS} for n, rs in runs.items()}
     ref = medians.get("default")
-    print(f"| configuration | params | fwd GFLOP | train step (s) | guided step (s) | peak RSS (MB) |"
-          f" time vs default (train / guided) |  (medians of {args.rounds})")
+    print(
+        f"| configuration | params | fwd GFLOP | train step (s) | guided step (s) | peak RSS (MB) |"
+        f" time vs default (train / guided) |  (medians of {args.rounds})"
+    )
     print("|---|---|---|---|---|---|---|")
     for n, m in medians.items():
-        rel = "" if ref is None else (f"{m['train_step_s'] / ref['train_step_s']:.2f}x / "
-                                      f"{m['guided_sample_step_s'] / ref['guided_sample_step_s']:.2f}x")
-        print(f"| {n} | {m['params'] / 1e6:.2f}M | {m['fwd_gflop']:.1f} | {m['train_step_s']:.2f} | "
-              f"{m['guided_sample_step_s']:.2f} | {m['peak_rss_mb']:.0f} | {rel} |")
+        rel = (
+            ""
+            if ref is None
+            else (
+                f"{m['train_step_s'] / ref['train_step_s']:.2f}x / "
+                f"{m['guided_sample_step_s'] / ref['guided_sample_step_s']:.2f}x"
+            )
+        )
+        print(
+            f"| {n} | {m['params'] / 1e6:.2f}M | {m['fwd_gflop']:.1f} | {m['train_step_s']:.2f} | "
+            f"{m['guided_sample_step_s']:.2f} | {m['peak_rss_mb']:.0f} | {rel} |"
+        )
     print(json.dumps(medians))
     if args.out:
-        atomic_write_json(args.out, {"specs": {n: s.to_dict() for n, s in specs.items()}, "runs": runs,
-                                     "medians": medians})
+        atomic_write_json(
+            args.out, {"specs": {n: s.to_dict() for n, s in specs.items()}, "runs": runs, "medians": medians}
+        )
     return 0
 
 

@@ -44,11 +44,16 @@ def run_peer(python: Path, script: Path, env: dict[str, str], clock: str) -> dic
     With ``clock == "cpu"`` the script runs through peer_cpu_clock.py: one thread, CPU-time timer.
     """
     wrapper = [str(Path(__file__).with_name("peer_cpu_clock.py"))] if clock == "cpu" else []
-    out = subprocess.run([str(python), *wrapper, str(script)], capture_output=True, text=True, check=True,
-                         env=env).stdout
+    out = subprocess.run(
+        [str(python), *wrapper, str(script)], capture_output=True, text=True, check=True, env=env
+    ).stdout
     raw = _last_json_line(out)
-    return {"train_step_s": raw["train_step_s"], "guided_sample_step_s": raw["guided_sample_step_s"],
-            "peak_rss_mb": raw["peak_rss_MB"], "params": raw["params_M"] * 1e6}
+    return {
+        "train_step_s": raw["train_step_s"],
+        "guided_sample_step_s": raw["guided_sample_step_s"],
+        "peak_rss_mb": raw["peak_rss_MB"],
+        "params": raw["params_M"] * 1e6,
+    }
 
 
 def _last_json_line(text: str) -> dict[str, Any]:
@@ -70,24 +75,36 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "rss_ratio": ours["peak_rss_mb"] / p["peak_rss_mb"],
             "params_ratio": ours["params"] / p["params"],
         }
-        r["meets_targets"] = (r["train_speedup"] >= speedup and r["guided_speedup"] >= speedup
-                              and r["rss_ratio"] <= MEMORY_TARGET)
+        r["meets_targets"] = (
+            r["train_speedup"] >= speedup
+            and r["guided_speedup"] >= speedup
+            and r["rss_ratio"] <= MEMORY_TARGET
+        )
         ratios[peer] = r
     return {"medians": medians, "ratios": ratios}
 
 
 def markdown(summary: dict[str, Any], rounds: int) -> str:
     """A table of medians and ratios for docs/performance.md."""
-    lines = [f"| system | params | train step (s) | guided step (s) | peak RSS (MB) |  (medians of {rounds})",
-             "|---|---|---|---|---|"]
+    lines = [
+        f"| system | params | train step (s) | guided step (s) | peak RSS (MB) |  (medians of {rounds})",
+        "|---|---|---|---|---|",
+    ]
     for name, m in summary["medians"].items():
-        lines.append(f"| {name} | {m['params'] / 1e6:.1f}M | {m['train_step_s']:.2f} | "
-                     f"{m['guided_sample_step_s']:.2f} | {m['peak_rss_mb']:.0f} |")
-    lines += ["", "| vs peer | train speed-up | guided speed-up | RSS ratio | meets targets |",
-              "|---|---|---|---|---|"]
+        lines.append(
+            f"| {name} | {m['params'] / 1e6:.1f}M | {m['train_step_s']:.2f} | "
+            f"{m['guided_sample_step_s']:.2f} | {m['peak_rss_mb']:.0f} |"
+        )
+    lines += [
+        "",
+        "| vs peer | train speed-up | guided speed-up | RSS ratio | meets targets |",
+        "|---|---|---|---|---|",
+    ]
     for peer, r in summary["ratios"].items():
-        lines.append(f"| {peer} | {r['train_speedup']:.2f}x | {r['guided_speedup']:.2f}x | "
-                     f"{r['rss_ratio']:.3f} | {r['meets_targets']} |")
+        lines.append(
+            f"| {peer} | {r['train_speedup']:.2f}x | {r['guided_speedup']:.2f}x | "
+            f"{r['rss_ratio']:.3f} | {r['meets_targets']} |"
+        )
     return "\n".join(lines)
 
 
@@ -95,16 +112,28 @@ def main(argv: list[str] | None = None) -> int:
     """Parse flags, run the interleaved rounds, print the summary (and write it with --out)."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--peer-venv", type=Path,
-                        default=Path(os.environ.get("PEER_VENV", Path.home() / ".cache/peer-bench-venv")))
+    parser.add_argument(
+        "--peer-venv",
+        type=Path,
+        default=Path(os.environ.get("PEER_VENV", Path.home() / ".cache/peer-bench-venv")),
+    )
     parser.add_argument("--peer-dir", type=Path, default=Path("/work/shared/bench"))
     parser.add_argument("--peers", default="imagen-pytorch,diffusers", help="comma-separated subset")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="wall: every system with its default threads, wall-clock timing (the issue's "
-                        "protocol); cpu: every system on one thread, timed by process CPU time")
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="environment variable set for all three systems alike "
-                        "(e.g. OMP_WAIT_POLICY=PASSIVE); repeatable")
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="wall: every system with its default threads, wall-clock timing (the issue's "
+        "protocol); cpu: every system on one thread, timed by process CPU time",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment variable set for all three systems alike "
+        "(e.g. OMP_WAIT_POLICY=PASSIVE); repeatable",
+    )
     parser.add_argument("--out", type=Path, help="write runs and summary as JSON here")
     args = parser.parse_args(argv)
     peers = [p for p in args.peers.split(",") if p]
@@ -123,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     systems = ["ours", *peers]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in systems}
     for r in range(args.rounds):
-        order = systems[r % len(systems):] + systems[: r % len(systems)]
+        order = systems[r % len(systems) :] + systems[: r % len(systems)]
         for name in order:
             start = time.perf_counter()
             if name == "ours":
@@ -131,8 +160,12 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 result = run_peer(python, args.peer_dir / PEER_SCRIPTS[name], env, args.clock)
             runs[name].append(result)
-            print(f"round {r + 1}/{args.rounds} {name}: {json.dumps(result)} "
-                  f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+            print(
+                f"round {r + 1}/{args.rounds} {name}: {json.dumps(result)} "
+                f"({time.perf_counter() - start:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
     summary = summarize(runs)
     print(markdown(summary, args.rounds))
     print(json.dumps(summary))

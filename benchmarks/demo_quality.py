@@ -32,11 +32,15 @@ KEYS = ("attribute_accuracy", "clip_score", "r_precision", "fd")
 def score(cascade: Cascade, prompts: list[str], seed: int, overrides: dict) -> dict:
     """One seed: sample every prompt, score the videos (world evaluators), and time the sampling."""
     start = time.perf_counter()
-    out = cascade.generate(prompts, generator=torch.Generator().manual_seed(seed), overrides=overrides,
-                           progress=False)
+    out = cascade.generate(
+        prompts, generator=torch.Generator().manual_seed(seed), overrides=overrides, progress=False
+    )
     seconds = time.perf_counter() - start
-    return {**flatten(evaluate_world(out.video, prompts, seed=seed)), "seconds": seconds,
-            "stage_seconds": out.timings}
+    return {
+        **flatten(evaluate_world(out.video, prompts, seed=seed)),
+        "seconds": seconds,
+        "stage_seconds": out.timings,
+    }
 
 
 def flatten(row: dict) -> dict:
@@ -56,8 +60,16 @@ def flatten(row: dict) -> dict:
 
 def table(rows: dict[str, list[dict]]) -> str:
     """Markdown: mean (and standard error over seeds when there are several) of every column."""
-    columns = ("attribute_accuracy", "held_out_accuracy", "color", "shape", "motion", "clip_score",
-               "r_precision", "fd")
+    columns = (
+        "attribute_accuracy",
+        "held_out_accuracy",
+        "color",
+        "shape",
+        "motion",
+        "clip_score",
+        "r_precision",
+        "fd",
+    )
     lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, runs in rows.items():
         cells = []

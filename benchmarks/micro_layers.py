@@ -52,15 +52,24 @@ def main() -> None:
 
     conv3d = nn.Conv3d(c, c, (3, 1, 1), padding=(1, 0, 0)).to(memory_format=torch.channels_last_3d)
     conv2d = nn.Conv2d(c, c, (3, 1), padding=(1, 0)).to(memory_format=torch.channels_last)
-    report("temporal Conv3d (3,1,1) on (B,C,T,H,W)",
-           lambda: conv3d(x.unflatten(0, (b, t)).transpose(1, 2)).transpose(1, 2).flatten(0, 1), args.repeats)
-    report("temporal Conv2d (3,1) on (B,C,T,H*W) view",
-           lambda: conv2d(x.permute(0, 2, 3, 1).reshape(b, t, h * w, c).permute(0, 3, 1, 2)), args.repeats)
+    report(
+        "temporal Conv3d (3,1,1) on (B,C,T,H,W)",
+        lambda: conv3d(x.unflatten(0, (b, t)).transpose(1, 2)).transpose(1, 2).flatten(0, 1),
+        args.repeats,
+    )
+    report(
+        "temporal Conv2d (3,1) on (B,C,T,H*W) view",
+        lambda: conv2d(x.permute(0, 2, 3, 1).reshape(b, t, h * w, c).permute(0, 3, 1, 2)),
+        args.repeats,
+    )
 
     weight, bias = torch.ones(c, requires_grad=True), torch.zeros(c, requires_grad=True)
     report("GroupNorm(32) channels-last", lambda: F.group_norm(x, 32, weight, bias), args.repeats)
-    report("LayerNorm over channels, channels-last",
-           lambda: F.layer_norm(x.permute(0, 2, 3, 1), (c,), weight, bias).permute(0, 3, 1, 2), args.repeats)
+    report(
+        "LayerNorm over channels, channels-last",
+        lambda: F.layer_norm(x.permute(0, 2, 3, 1), (c,), weight, bias).permute(0, 3, 1, 2),
+        args.repeats,
+    )
 
 
 if __name__ == "__main__":

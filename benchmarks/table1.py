@@ -241,35 +241,34 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def run_table(
-    original_dir: Path,
-    distilled_dir: Path,
+def row_sources(row: Row, original_dir: Path, distilled_dir: Path | None) -> dict[str, str]:
+    """The cascade directories a row samples from (its cache key: other rows' cascades do not matter)."""
+    used = {"original": original_dir} if row.combination != "distilled" else {}
+    if row.combination != "original":
+        if distilled_dir is None:
+            raise ValueError(f"row {row.key} needs the distilled cascade (--distilled)")
+        used["distilled"] = distilled_dir
+    return {name: str(Path(path).resolve()) for name, path in used.items()}
+
+
+def sample_rows(
+    rows: Sequence[Row],
+    original: Cascade,
+    distilled: Cascade | None,
+    sources: tuple[Path, Path | None],
     settings: TableSettings,
     out_dir: Path,
-    *,
-    world_clip: str | None = None,
-    device: str = "cpu",
-    progress: bool = True,
-    command: str = "",
-) -> dict[str, Any]:
-    """Sample (or read cached) every row, score it with the world evaluators, write table1.json / .md."""
-    from imagen_video.metrics.world import WorldMetrics
-
-    torch_device = torch.device(device)
-    original = Cascade.from_pretrained(original_dir, device=torch_device)
-    distilled = Cascade.from_pretrained(
-        distilled_dir, device=torch_device, text_encoder=original.text_encoder
-    )
-    metric = WorldMetrics(clip_dir=world_clip, device=torch_device)
-    sources = {"original": str(Path(original_dir).resolve()), "distilled": str(Path(distilled_dir).resolve())}
-    rows = []
-    for row in ROWS:
-        cascade = row_cascade(row, original, distilled)
+    progress: bool,
+) -> list[tuple[Row, list[torch.Tensor], list[float], int, list[StageConfig]]]:
+    """Sample (or read from the cache) the videos of ``rows``: (row, runs, seconds, sampled, stages)."""
+    results = []
+    for row in rows:
+        cascade = original if row.combination == "original" else row_cascade(row, original, distilled)
         overrides = row_overrides(row, cascade, settings)
         stages = [overrides[s.name].apply(s) for s in cascade.config.stages]
         key = {
             "row": row.key,
-            **sources,
+            **row_sources(row, *sources),
             "stages": [s.to_dict() for s in stages],
             "prompts": list(settings.prompts),
             "batch_size": settings.batch_size,
@@ -277,28 +276,65 @@ def run_table(
         runs, seconds, sampled = sample_row(
             cascade, overrides, settings, out_dir / "rows" / row.key, key, progress
         )
-        rows.append(
-            {
-                "row": row.key,
-                "guidance": row.guidance,
-                "combination": row.combination,
-                "base_steps": stages[0].sampler.steps,
-                "sr_steps": _steps_label([s.sampler.steps for s in stages[1:]]),
-                "samplers": {s.name: s.sampler.name for s in stages},
-                "sampling_seconds_per_batch": sum(seconds) / len(seconds),
-                "batches_sampled_now": sampled,
-                **score_runs(metric, runs, settings.prompts),
-            }
+        results.append((row, runs, seconds, sampled, stages))
+    return results
+
+
+def run_table(
+    original_dir: Path,
+    distilled_dir: Path | None,
+    settings: TableSettings,
+    out_dir: Path,
+    *,
+    world_clip: str | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+    command: str = "",
+    rows: Sequence[Row] = ROWS,
+) -> dict[str, Any] | None:
+    """Sample (or read cached) every row, score it with the world evaluators, write table1.json / .md.
+
+    With a subset of ``rows`` (e.g. only the slow original rows, before the distilled cascade exists)
+    the rows are sampled into the cache and no table is written (returns None).
+    """
+    from imagen_video.metrics.world import WorldMetrics
+
+    torch_device = torch.device(device)
+    original = Cascade.from_pretrained(original_dir, device=torch_device)
+    distilled = None
+    if distilled_dir is not None:
+        distilled = Cascade.from_pretrained(
+            distilled_dir, device=torch_device, text_encoder=original.text_encoder
         )
+    sampled_rows = sample_rows(
+        rows, original, distilled, (original_dir, distilled_dir), settings, out_dir, progress
+    )
+    if tuple(rows) != ROWS:
+        return None
+    metric = WorldMetrics(clip_dir=world_clip, device=torch_device)
+    table_rows = [
+        {
+            "row": row.key,
+            "guidance": row.guidance,
+            "combination": row.combination,
+            "base_steps": stages[0].sampler.steps,
+            "sr_steps": _steps_label([s.sampler.steps for s in stages[1:]]),
+            "samplers": {s.name: s.sampler.name for s in stages},
+            "sampling_seconds_per_batch": sum(seconds) / len(seconds),
+            "batches_sampled_now": sampled,
+            **score_runs(metric, runs, settings.prompts),
+        }
+        for row, runs, seconds, sampled, stages in sampled_rows
+    ]
     truth = score_runs(metric, ground_truth_runs(settings, original.config.output_shape), settings.prompts)
     table = {
         "command": command,
         "machine": machine_info(torch_device),
         "settings": dataclasses.asdict(settings),
         "world_clip": world_clip or "shipped assets",
-        "rows": rows,
+        "rows": table_rows,
         "ground_truth": truth,
-        "speedup": _speedups(rows),
+        "speedup": _speedups(table_rows),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "table1.json", table)
@@ -452,7 +488,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--world-clip", help="in-domain CLIP directory (default: the shipped weights)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--rows",
+        help="comma-separated row keys to sample into the cache only, e.g. constant-original,"
+        "oscillate-original (no table is written; default: every row and the table)",
+    )
     return p.parse_args(argv)
+
+
+def parse_rows(text: str | None) -> tuple[Row, ...]:
+    """``--rows`` keys to rows (all rows when None); unknown keys raise ValueError."""
+    if text is None:
+        return ROWS
+    by_key = {row.key: row for row in ROWS}
+    keys = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in keys if k not in by_key]
+    if unknown or not keys:
+        raise ValueError(f"unknown --rows {unknown or text!r}; choose from {', '.join(by_key)}")
+    return tuple(by_key[k] for k in keys)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -472,9 +525,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=2 if args.smoke else args.batch_size,
     )
     original, distilled, world_clip = args.original, args.distilled, args.world_clip
+    try:
+        rows = parse_rows(args.rows)
+    except ValueError as error:
+        print(f"table1: {error}", file=sys.stderr)
+        return 2
+    needs_distilled = any(r.combination != "original" for r in rows)
     if args.smoke:
         original, distilled, world_clip = build_smoke(args.out / "smoke", progress)
-    elif original is None or distilled is None:
+    elif original is None or (distilled is None and needs_distilled):
         print("table1: --original and --distilled are required (or --smoke)", file=sys.stderr)
         return 2
     command = shlex.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
@@ -487,7 +546,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=args.device,
         progress=progress,
         command=command,
+        rows=rows,
     )
+    if table is None:
+        print(f"table1: sampled rows {', '.join(r.key for r in rows)} into {args.out / 'rows'}")
+        return 0
     print(render_markdown(table))
     return 0
 

@@ -23,7 +23,6 @@ def _one_thread() -> Iterator[None]:
     yield from single_thread()
 
 
-
 def _seed(n: int) -> torch.Generator:
     return torch.Generator().manual_seed(n)
 
@@ -106,8 +105,9 @@ def test_overrides_change_steps_sampler_and_guidance(tiny: Cascade) -> None:
 
 
 def test_several_videos_per_prompt_and_stage_prefix(tiny: Cascade) -> None:
-    out = tiny.generate(["a", "b"], generator=_seed(3), num_videos_per_prompt=2, stages=["base", "tsr"],
-                        progress=False)
+    out = tiny.generate(
+        ["a", "b"], generator=_seed(3), num_videos_per_prompt=2, stages=["base", "tsr"], progress=False
+    )
     assert out.video.shape == (4, 3, 8, 8, 8) and out.fps == 4.0
     assert out.prompts == ["a", "a", "b", "b"]
     assert (out.video[0] - out.video[1]).abs().mean() > 1e-3  # same prompt, different noise
@@ -117,12 +117,15 @@ def test_several_videos_per_prompt_and_stage_prefix(tiny: Cascade) -> None:
         tiny.generate(["a"], stages=["base", "ssr"], progress=False)
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"prompts": ["ok", "  "]}, "prompt 1 is empty"),
-    ({"prompts": []}, "non-empty list"),
-    ({"prompts": "a string"}, "non-empty list"),
-    ({"prompts": ["a"], "num_videos_per_prompt": 0}, "num_videos_per_prompt must be an integer >= 1"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"prompts": ["ok", "  "]}, "prompt 1 is empty"),
+        ({"prompts": []}, "non-empty list"),
+        ({"prompts": "a string"}, "non-empty list"),
+        ({"prompts": ["a"], "num_videos_per_prompt": 0}, "num_videos_per_prompt must be an integer >= 1"),
+    ],
+)
 def test_generate_rejects_bad_input(tiny: Cascade, kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         tiny.generate(**kwargs, progress=False)
@@ -144,9 +147,11 @@ def test_guidance_distilled_stage_runs_one_forward_with_w(tiny: Cascade) -> None
     """A stage with use_guidance_embedding (issue 8) gets ONE forward per step with guidance_w (sec. 2.7)."""
     config = tiny.config
     base = config.stages[0]
-    student = base.replace(unet=base.unet.replace(use_guidance_embedding=True),
-                           sampler=base.sampler.replace(name="stochastic", steps=4),
-                           guidance=oscillating_guidance(6.0, 1.0, 1))
+    student = base.replace(
+        unet=base.unet.replace(use_guidance_embedding=True),
+        sampler=base.sampler.replace(name="stochastic", steps=4),
+        guidance=oscillating_guidance(6.0, 1.0, 1),
+    )
     config = config.replace_stage(student)
     cascade = Cascade.from_config(config, generator=_seed(0), text_encoder=HashTextEncoder())
     counters = _counting(cascade)
@@ -208,13 +213,15 @@ def test_tiled_denoiser_averages_overlapping_tiles() -> None:
 
 
 def test_tiles_keep_shapes_and_a_whole_frame_tile_changes_nothing(tiny: Cascade, reference) -> None:  # type: ignore[no-untyped-def]
-    whole = tiny.generate(PROMPT, generator=_seed(1), progress=False,
-                          overrides={"ssr": StageOverride(tile=(16, 16))})
+    whole = tiny.generate(
+        PROMPT, generator=_seed(1), progress=False, overrides={"ssr": StageOverride(tile=(16, 16))}
+    )
     assert torch.equal(whole.video, reference.video)
     counters = _counting(tiny)
     cascade = Cascade(tiny.config, counters, text_encoder=HashTextEncoder())
-    out = cascade.generate(PROMPT, generator=_seed(1), progress=False,
-                           overrides={"ssr": StageOverride(steps=2, tile=(8, 8))})
+    out = cascade.generate(
+        PROMPT, generator=_seed(1), progress=False, overrides={"ssr": StageOverride(steps=2, tile=(8, 8))}
+    )
     assert out.video.shape == reference.video.shape and torch.isfinite(out.video).all()
     assert len(counters["ssr"].calls) == 2 * 9  # 3 x 3 tiles of 8x8 (overlap 2) per step
     with pytest.raises(ValueError, match="sample_tile"):
@@ -228,8 +235,9 @@ class FirstCall(torch.nn.Module):
         super().__init__()
         self.inner, self.config, self.first = inner, inner.config, None
 
-    def forward(self, z_t: torch.Tensor, logsnr: torch.Tensor, *args: object, **kwargs: object
-                ) -> torch.Tensor:
+    def forward(
+        self, z_t: torch.Tensor, logsnr: torch.Tensor, *args: object, **kwargs: object
+    ) -> torch.Tensor:
         if self.first is None:
             self.first = (z_t.clone(), logsnr.clone())
         return self.inner(z_t, logsnr, *args, **kwargs)
@@ -242,8 +250,12 @@ def test_truncated_start_begins_at_t_start_from_the_noised_upsampled_input(tiny:
     ssr = FirstCall(tiny.models["ssr"])
     cascade = Cascade(tiny.config, {**tiny.models, "ssr": ssr}, text_encoder=HashTextEncoder())
     previous = cascade.generate(PROMPT, generator=_seed(5), stages=["base", "tsr"], progress=False).video
-    out = cascade.generate(PROMPT, generator=_seed(5), progress=False,
-                           overrides={"ssr": StageOverride(steps=3, t_start=0.25, aug_logsnr=20.0)})
+    out = cascade.generate(
+        PROMPT,
+        generator=_seed(5),
+        progress=False,
+        overrides={"ssr": StageOverride(steps=3, t_start=0.25, aug_logsnr=20.0)},
+    )
     assert out.video.shape == (1, 3, 8, 16, 16)
     z_first, logsnr_first = ssr.first
     schedule = tiny.config.stage("ssr").diffusion.schedule
@@ -271,8 +283,9 @@ def test_upsample_runs_windows_null_conditioned(tiny: Cascade) -> None:
     assert len(counters["tsr"].calls) == 2 * 2 and all(c[1].all() for c in counters["tsr"].calls)
     assert [c[0] for c in counters["tsr"].calls] == [1] * 4  # guidance skipped without text
     assert len(counters["ssr"].calls) == 1 * 2
-    with_text = cascade.upsample(video, prompt="a red circle", generator=_seed(4), overrides=fast,
-                                 progress=False)
+    with_text = cascade.upsample(
+        video, prompt="a red circle", generator=_seed(4), overrides=fast, progress=False
+    )
     assert with_text.fps == 4.0  # default input rate: the base stage's 2 fps
     assert encoder.calls == [["a red circle"]]
     assert not torch.equal(with_text.video, out.video)

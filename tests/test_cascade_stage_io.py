@@ -141,8 +141,13 @@ def test_assemble_copies_trained_stage_folders_in_chain_order(saved: Path, tmp_p
     for name in ("ssr", "base", "tsr"):  # training runs keep each stage in <run>/stage
         shutil.copytree(saved / name, runs / name / "stage")
     out = tmp_path / "assembled"
-    config = assemble_cascade(out, name="tiny", text_encoder="embedded", text_max_length=16,
-                              stage_dirs=[runs / n / "stage" for n in ("ssr", "tsr", "base")])
+    config = assemble_cascade(
+        out,
+        name="tiny",
+        text_encoder="embedded",
+        text_max_length=16,
+        stage_dirs=[runs / n / "stage" for n in ("ssr", "tsr", "base")],
+    )
     assert config.stage_names == ("base", "tsr", "ssr")
     assert config == read_cascade_json(out).config == read_cascade_json(saved).config
     loaded = Cascade.from_pretrained(out)
@@ -151,19 +156,37 @@ def test_assemble_copies_trained_stage_folders_in_chain_order(saved: Path, tmp_p
         assert all(torch.equal(original[k], v) for k, v in loaded.models[name].state_dict().items())
     # In place: the folders already in the directory, the order given explicitly.
     (out / "cascade.json").unlink()
-    again = assemble_cascade(out, name="x", text_encoder="embedded", text_max_length=16,
-                             order=["base", "tsr", "ssr"])
+    again = assemble_cascade(
+        out, name="x", text_encoder="embedded", text_max_length=16, order=["base", "tsr", "ssr"]
+    )
     assert again.name == "x" and (out / "cascade.json").is_file()
 
 
 def test_assemble_errors(saved: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="exactly one base stage"):
-        assemble_cascade(tmp_path / "a", name="t", text_encoder="embedded", text_max_length=16,
-                         stage_dirs=[saved / "tsr", saved / "ssr"])
+        assemble_cascade(
+            tmp_path / "a",
+            name="t",
+            text_encoder="embedded",
+            text_max_length=16,
+            stage_dirs=[saved / "tsr", saved / "ssr"],
+        )
     with pytest.raises(ValueError, match=r"stage 'ssr': input shape"):
-        assemble_cascade(tmp_path / "b", name="t", text_encoder="embedded", text_max_length=16,
-                         stage_dirs=[saved / "base", saved / "ssr"], order=["base", "ssr"])
+        assemble_cascade(
+            tmp_path / "b",
+            name="t",
+            text_encoder="embedded",
+            text_max_length=16,
+            stage_dirs=[saved / "base", saved / "ssr"],
+            order=["base", "ssr"],
+        )
     with pytest.raises(ValueError, match="gives width 32; the stages take 384"):
-        assemble_cascade(tmp_path / "c", name="t", text_encoder="embedded", text_max_length=16,
-                         stage_dirs=[saved / "base"], text_dim=32)
+        assemble_cascade(
+            tmp_path / "c",
+            name="t",
+            text_encoder="embedded",
+            text_max_length=16,
+            stage_dirs=[saved / "base"],
+            text_dim=32,
+        )
     assert not (tmp_path / "c" / "cascade.json").exists()

@@ -25,7 +25,6 @@ def _one_thread() -> Iterator[None]:
     yield from single_thread()
 
 
-
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("models") / "tiny"
@@ -51,11 +50,13 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
     return code, captured.out, captured.err
 
 
-def test_generate_single_prompt_mp4(model_dir: Path, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_generate_single_prompt_mp4(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "out" / "video.mp4"
-    code, stdout, stderr = _run(capsys, "generate", PROMPT, "-o", str(out), "--model", str(model_dir),
-                                "--seed", "0", "--quiet")
+    code, stdout, stderr = _run(
+        capsys, "generate", PROMPT, "-o", str(out), "--model", str(model_dir), "--seed", "0", "--quiet"
+    )
     assert code == 0, stderr
     frames, fps = _decode(out)
     assert frames.shape == (8, 16, 16, 3) and fps == pytest.approx(4.0)
@@ -65,18 +66,39 @@ def test_generate_single_prompt_mp4(model_dir: Path, tmp_path: Path,
     assert [p.name for p in out.parent.iterdir()] == ["video.mp4"]
 
 
-def test_prompts_file_batches_and_names_by_line(model_dir: Path, tmp_path: Path,
-                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_prompts_file_batches_and_names_by_line(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle moving right\na blue square moving up\n", encoding="utf-8")
     out = tmp_path / "videos"
-    code, stdout, stderr = _run(capsys, "generate", "--prompts", str(prompts), "-o", str(out),
-                                "--format", "gif", "--model", str(model_dir), "--seed", "1", "--steps", "1",
-                                "--num-videos", "2", "--quiet")
+    code, stdout, stderr = _run(
+        capsys,
+        "generate",
+        "--prompts",
+        str(prompts),
+        "-o",
+        str(out),
+        "--format",
+        "gif",
+        "--model",
+        str(model_dir),
+        "--seed",
+        "1",
+        "--steps",
+        "1",
+        "--num-videos",
+        "2",
+        "--quiet",
+    )
     assert code == 0, stderr
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["0001-a-red-circle-moving-right_0.gif", "0001-a-red-circle-moving-right_1.gif",
-                     "0002-a-blue-square-moving-up_0.gif", "0002-a-blue-square-moving-up_1.gif"]
+    assert names == [
+        "0001-a-red-circle-moving-right_0.gif",
+        "0001-a-red-circle-moving-right_1.gif",
+        "0002-a-blue-square-moving-up_0.gif",
+        "0002-a-blue-square-moving-up_1.gif",
+    ]
     from PIL import Image
 
     with Image.open(out / names[0]) as image:
@@ -85,11 +107,25 @@ def test_prompts_file_batches_and_names_by_line(model_dir: Path, tmp_path: Path,
 
 
 @pytest.mark.parametrize(("target", "fmt"), [("v.webp", None), ("frames", "png"), ("v", "gif")])
-def test_each_output_format(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                            target: str, fmt: str | None) -> None:
+def test_each_output_format(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str, fmt: str | None
+) -> None:
     extra = ["--format", fmt] if fmt else []
-    code, _, stderr = _run(capsys, "generate", PROMPT, "-o", str(tmp_path / target), *extra,
-                           "--model", str(model_dir), "--seed", "2", "--steps", "1", "--quiet")
+    code, _, stderr = _run(
+        capsys,
+        "generate",
+        PROMPT,
+        "-o",
+        str(tmp_path / target),
+        *extra,
+        "--model",
+        str(model_dir),
+        "--seed",
+        "2",
+        "--steps",
+        "1",
+        "--quiet",
+    )
     assert code == 0, stderr
     if fmt == "png":
         assert len(list((tmp_path / "frames").glob("frame_*.png"))) == 8
@@ -110,45 +146,89 @@ def _bad_cases(tmp_path: Path, model_dir: Path) -> dict[str, tuple[list[str], st
     model = ["--model", str(model_dir)]
     return {
         "empty prompt": (["generate", "  ", "-o", out, *model], "the prompt is empty"),
-        "blank line": (["generate", "--prompts", str(blank), "-o", str(tmp_path / "out"), *model],
-                       "line 2 is blank"),
-        "unknown suffix": (["generate", PROMPT, "-o", str(tmp_path / "out" / "v.avi"), *model],
-                           "unknown output suffix '.avi'.*allowed: .mp4, .gif, .webp"),
-        "zero videos": (["generate", PROMPT, "-o", out, "--num-videos", "0", *model],
-                        "--num-videos must be an integer >= 1, got 0"),
-        "negative seed": (["generate", PROMPT, "-o", out, "--seed", "-3", *model],
-                          "--seed must be an integer >= 0"),
-        "not a cascade": (["generate", PROMPT, "-o", out, "--model", str(not_cascade)],
-                          "is not a cascade directory: it has no cascade.json"),
-        "unknown stage": (["generate", PROMPT, "-o", out, "--steps", "sr9=3", *model],
-                          "unknown stage 'sr9'; stages: base, tsr, ssr"),
-        "bad guidance": (["generate", PROMPT, "-o", out, "--guidance", "oscillate:4", *model],
-                         "--guidance 'oscillate:4' is invalid"),
-        "bad sampler": (["generate", PROMPT, "-o", out, "--sampler", "base=euler", *model],
-                        "allowed: ancestral, ddim, stochastic"),
-        "bad tile": (["generate", PROMPT, "-o", out, "--tile", "ssr=16", *model],
-                     "--tile 'ssr=16': expected HxW"),
-        "tile not divisible": (["generate", PROMPT, "-o", out, "--tile", "ssr=5x8", *model],
-                               "StageConfig 'ssr': sample_tile size 5x8 must be divisible by 2"),
-        "bad t-start": (["generate", PROMPT, "-o", out, "--t-start", "ssr=1.5", *model],
-                        "--t-start 'ssr=1.5': expected a time in \\(0, 1\\]"),
-        "suffix vs format": (["generate", PROMPT, "-o", out, "--format", "gif", *model],
-                             "has the suffix of mp4, but --format is gif"),
+        "blank line": (
+            ["generate", "--prompts", str(blank), "-o", str(tmp_path / "out"), *model],
+            "line 2 is blank",
+        ),
+        "unknown suffix": (
+            ["generate", PROMPT, "-o", str(tmp_path / "out" / "v.avi"), *model],
+            "unknown output suffix '.avi'.*allowed: .mp4, .gif, .webp",
+        ),
+        "zero videos": (
+            ["generate", PROMPT, "-o", out, "--num-videos", "0", *model],
+            "--num-videos must be an integer >= 1, got 0",
+        ),
+        "negative seed": (
+            ["generate", PROMPT, "-o", out, "--seed", "-3", *model],
+            "--seed must be an integer >= 0",
+        ),
+        "not a cascade": (
+            ["generate", PROMPT, "-o", out, "--model", str(not_cascade)],
+            "is not a cascade directory: it has no cascade.json",
+        ),
+        "unknown stage": (
+            ["generate", PROMPT, "-o", out, "--steps", "sr9=3", *model],
+            "unknown stage 'sr9'; stages: base, tsr, ssr",
+        ),
+        "bad guidance": (
+            ["generate", PROMPT, "-o", out, "--guidance", "oscillate:4", *model],
+            "--guidance 'oscillate:4' is invalid",
+        ),
+        "bad sampler": (
+            ["generate", PROMPT, "-o", out, "--sampler", "base=euler", *model],
+            "allowed: ancestral, ddim, stochastic",
+        ),
+        "bad tile": (
+            ["generate", PROMPT, "-o", out, "--tile", "ssr=16", *model],
+            "--tile 'ssr=16': expected HxW",
+        ),
+        "tile not divisible": (
+            ["generate", PROMPT, "-o", out, "--tile", "ssr=5x8", *model],
+            "StageConfig 'ssr': sample_tile size 5x8 must be divisible by 2",
+        ),
+        "bad t-start": (
+            ["generate", PROMPT, "-o", out, "--t-start", "ssr=1.5", *model],
+            "--t-start 'ssr=1.5': expected a time in \\(0, 1\\]",
+        ),
+        "suffix vs format": (
+            ["generate", PROMPT, "-o", out, "--format", "gif", *model],
+            "has the suffix of mp4, but --format is gif",
+        ),
         "missing video": (["upsample", str(tmp_path / "nope.mp4"), "-o", out, *model], "does not exist"),
-        "upsample base": (["upsample", str(_bikes()), "-o", out, "--steps", "base=2", *model],
-                          "unknown stage 'base'; stages: tsr, ssr"),
+        "upsample base": (
+            ["upsample", str(_bikes()), "-o", out, "--steps", "base=2", *model],
+            "unknown stage 'base'; stages: tsr, ssr",
+        ),
     }
 
 
-BAD_CASES = ["empty prompt", "blank line", "unknown suffix", "zero videos", "negative seed", "not a cascade",
-             "unknown stage", "bad guidance", "bad sampler", "bad tile", "tile not divisible", "bad t-start",
-             "suffix vs format", "missing video", "upsample base"]
+BAD_CASES = [
+    "empty prompt",
+    "blank line",
+    "unknown suffix",
+    "zero videos",
+    "negative seed",
+    "not a cascade",
+    "unknown stage",
+    "bad guidance",
+    "bad sampler",
+    "bad tile",
+    "tile not divisible",
+    "bad t-start",
+    "suffix vs format",
+    "missing video",
+    "upsample base",
+]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
-def test_bad_input_is_one_line_exit_2_and_no_file(model_dir: Path, tmp_path: Path, case: str,
-                                                  capsys: pytest.CaptureFixture[str],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_input_is_one_line_exit_2_and_no_file(
+    model_dir: Path,
+    tmp_path: Path,
+    case: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     argv, message = _bad_cases(tmp_path, model_dir)[case]
 
     def no_load(*args: object, **kwargs: object) -> None:
@@ -162,37 +242,51 @@ def test_bad_input_is_one_line_exit_2_and_no_file(model_dir: Path, tmp_path: Pat
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
-def test_missing_demo_cascade_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_demo_cascade_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(cli_support, "default_model_dir", lambda: tmp_path / "assets" / "demo_cascade")
     code, _, stderr = _run(capsys, "generate", PROMPT, "-o", str(tmp_path / "v.mp4"))
     assert code == 2 and "demo cascade is not installed" in stderr and len(stderr.strip().splitlines()) == 1
     assert not (tmp_path / "v.mp4").exists()
 
 
-def test_very_long_prompt_is_truncated_with_a_warning(model_dir: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_very_long_prompt_is_truncated_with_a_warning(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     prompt = ("a red circle moving right " * 400)[:10_000]
     out = tmp_path / "long.mp4"
-    code, _, stderr = _run(capsys, "generate", prompt, "-o", str(out), "--model", str(model_dir),
-                           "--steps", "1", "--quiet")
+    code, _, stderr = _run(
+        capsys, "generate", prompt, "-o", str(out), "--model", str(model_dir), "--steps", "1", "--quiet"
+    )
     assert code == 0
-    assert re.search(r"warning: 1 of 1 prompt\(s\) were longer than max_length=16 tokens and were truncated",
-                     stderr)
+    assert re.search(
+        r"warning: 1 of 1 prompt\(s\) were longer than max_length=16 tokens and were truncated", stderr
+    )
     assert _decode(out)[0].shape == (8, 16, 16, 3)
 
 
-def test_ctrl_c_while_writing_leaves_no_file(model_dir: Path, tmp_path: Path,
-                                             capsys: pytest.CaptureFixture[str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ctrl_c_while_writing_leaves_no_file(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     def interrupted(frames: np.ndarray, path: Path, fps: float) -> None:
         path.write_bytes(b"\x00" * 1000)  # half an mp4 at the temporary name
         raise KeyboardInterrupt
 
     monkeypatch.setattr(export, "_write_mp4", interrupted)
     out = tmp_path / "out"
-    code, _, stderr = _run(capsys, "generate", PROMPT, "-o", str(out / "v.mp4"), "--model", str(model_dir),
-                           "--steps", "1", "--quiet")
+    code, _, stderr = _run(
+        capsys,
+        "generate",
+        PROMPT,
+        "-o",
+        str(out / "v.mp4"),
+        "--model",
+        str(model_dir),
+        "--steps",
+        "1",
+        "--quiet",
+    )
     assert code == 130 and "interrupted" in stderr
     assert list(out.iterdir()) == []
 
@@ -207,8 +301,22 @@ def _bikes() -> Path:
 def test_upsample_a_real_clip(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bikes = _bikes()  # 250 frames of 640x272 at 25 fps
     out = tmp_path / "bikes_up.mp4"
-    code, stdout, stderr = _run(capsys, "upsample", str(bikes), "-o", str(out), "--model", str(model_dir),
-                                "--max-frames", "6", "--steps", "1", "--seed", "0", "--quiet")
+    code, stdout, stderr = _run(
+        capsys,
+        "upsample",
+        str(bikes),
+        "-o",
+        str(out),
+        "--model",
+        str(model_dir),
+        "--max-frames",
+        "6",
+        "--steps",
+        "1",
+        "--seed",
+        "0",
+        "--quiet",
+    )
     assert code == 0, stderr
     frames, fps = _decode(out)
     # every 12th frame (25 fps -> ~2 fps, the tsr stage's input rate), 6 of them, doubled by tsr,
@@ -219,19 +327,35 @@ def test_upsample_a_real_clip(model_dir: Path, tmp_path: Path, capsys: pytest.Ca
     assert re.search(r"timings: text [0-9.]+s, tsr [0-9.]+s, ssr [0-9.]+s", stdout)
 
 
-def test_cascade_assemble_and_show(model_dir: Path, tmp_path: Path,
-                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_cascade_assemble_and_show(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     runs = tmp_path / "runs"
     for name in ("base", "tsr", "ssr"):
         shutil.copytree(model_dir / name, runs / name / "stage")
     out = tmp_path / "assembled"
-    code, stdout, stderr = _run(capsys, "cascade", "assemble", str(out), *(str(runs / n / "stage") for n in
-                                ("ssr", "base", "tsr")), "--preset", "tiny")
+    code, stdout, stderr = _run(
+        capsys,
+        "cascade",
+        "assemble",
+        str(out),
+        *(str(runs / n / "stage") for n in ("ssr", "base", "tsr")),
+        "--preset",
+        "tiny",
+    )
     assert code == 0, stderr
     assert "base -> tsr -> ssr" in stdout and "identity embedded:" in stdout
     code, stdout, _ = _run(capsys, "cascade", "show", str(out))
     assert code == 0
     assert re.search(r"tsr\s+tsr\s+8x8x8 @ 4 fps\s+ddim 3 steps, guidance w=1", stdout)
-    code, _, stderr = _run(capsys, "cascade", "assemble", str(tmp_path / "bad"), str(runs / "tsr" / "stage"),
-                           "--preset", "tiny", "--no-text-check")
+    code, _, stderr = _run(
+        capsys,
+        "cascade",
+        "assemble",
+        str(tmp_path / "bad"),
+        str(runs / "tsr" / "stage"),
+        "--preset",
+        "tiny",
+        "--no-text-check",
+    )
     assert code == 2 and "exactly one base stage" in stderr

@@ -295,3 +295,33 @@ def test_cli_distill_assemble_and_generate(
     )
     assert cli_main(["distill", "--model", str(tmp_path / "orig"), "--stage", "tsr"]) == 2
     assert "required: --data, --out" in capsys.readouterr().err
+
+
+def test_truncated_start_distills_only_the_sampled_range(
+    world: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An SR stage whose sampler starts at t0 = 0.5 (from its noised input): every network call of
+    both phases is at t <= t0, the distilled stage keeps t0, and a resume with another t0 is refused."""
+    from imagen_video.diffusion.schedule import logsnr_from_t
+    from imagen_video.distill import objectives
+
+    stage = CASCADE.stage("tsr")
+    truncated = stage.replace(sampler=stage.sampler.replace(t_start=0.5))
+    seen: list[torch.Tensor] = []
+    real = objectives.network_raw
+    monkeypatch.setattr(
+        objectives,
+        "network_raw",
+        lambda m, z, logsnr, *a, **k: seen.append(logsnr) or real(m, z, logsnr, *a, **k),
+    )
+    out = tmp_path / "run"
+    result = _distill(world, "tsr", out, tiny_distill_config(), stage=truncated, max_steps=5)
+    floor = float(logsnr_from_t(torch.tensor(0.5, dtype=torch.float64), stage.diffusion.schedule))
+    assert len(seen) >= 5 and float(torch.cat(seen).min()) >= floor - 1e-6
+    assert not result.completed
+    with pytest.raises(ValueError, match="starting at t = 0.5"):
+        _distill(world, "tsr", out, tiny_distill_config(), resume=True)
+    done = _distill(world, "tsr", out, tiny_distill_config(), stage=truncated, resume=True)
+    assert done.completed
+    sampler = _stage_json(out / "stage")["sampler"]
+    assert (sampler["name"], sampler["steps"], sampler["t_start"]) == ("stochastic", 2, 0.5)

@@ -123,3 +123,20 @@ def test_smoke_table_runs_caches_and_resumes(tmp_path: Path) -> None:
     second = json.loads((tmp_path / "table1.json").read_text())
     assert all(r["batches_sampled_now"] == 0 for r in second["rows"])
     assert [r["summary"] for r in second["rows"]] == [r["summary"] for r in first["rows"]]
+
+
+def test_rows_subset_and_their_cache_sources(tmp_path: Path) -> None:
+    """``--rows`` picks rows by key; a row's cache key names only the cascades it samples, so the slow
+    original rows can be cached before the distilled cascade exists."""
+    assert table1.parse_rows(None) == table1.ROWS
+    originals = table1.parse_rows("constant-original, oscillate-original")
+    assert [r.combination for r in originals] == ["original", "original"]
+    with pytest.raises(ValueError, match="unknown --rows"):
+        table1.parse_rows("constant-fast")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert table1.row_sources(originals[0], a, None) == {"original": str(a.resolve())}
+    assert table1.row_sources(table1.Row("constant", "distilled"), a, b) == {"distilled": str(b.resolve())}
+    assert set(table1.row_sources(table1.Row("oscillate", "distilled_sr"), a, b)) == {"original", "distilled"}
+    with pytest.raises(ValueError, match="--distilled"):
+        table1.row_sources(table1.Row("constant", "distilled"), a, None)
+    assert table1.main(["--rows", "constant-distilled", "--original", str(a), "--out", str(tmp_path)]) == 2

@@ -9,9 +9,21 @@ import pytest
 from imagen_video.cli import build_parser, main
 from imagen_video.models.bench import UNetBenchSpec, measure, run_unet_benchmark
 
-TINY = {"channels": (16, 32), "attn_levels": (1,), "res_blocks": 1, "frames": 2, "height": 8, "width": 8,
-        "batch": 1, "text_dim": 16, "text_tokens": 3, "head_dim": 16, "norm_groups": 8, "repeats": 1,
-        "threads": 1}
+TINY = {
+    "channels": (16, 32),
+    "attn_levels": (1,),
+    "res_blocks": 1,
+    "frames": 2,
+    "height": 8,
+    "width": 8,
+    "batch": 1,
+    "text_dim": 16,
+    "text_tokens": 3,
+    "head_dim": 16,
+    "norm_groups": 8,
+    "repeats": 1,
+    "threads": 1,
+}
 
 
 def test_spec_defaults_are_the_reference_workload_and_validate() -> None:
@@ -58,10 +70,34 @@ def test_cli_rejects_bad_values(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.mark.slow
 def test_cli_end_to_end_prints_one_json_line(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["bench", "unet", "--channels", "16,32", "--attn-levels", "1", "--res-blocks", "1",
-            "--frames", "2",
-            "--height", "8", "--width", "8", "--batch", "1", "--text-dim", "16", "--text-tokens", "3",
-            "--head-dim", "16", "--norm-groups", "8", "--repeats", "1"]
+    argv = [
+        "bench",
+        "unet",
+        "--channels",
+        "16,32",
+        "--attn-levels",
+        "1",
+        "--res-blocks",
+        "1",
+        "--frames",
+        "2",
+        "--height",
+        "8",
+        "--width",
+        "8",
+        "--batch",
+        "1",
+        "--text-dim",
+        "16",
+        "--text-tokens",
+        "3",
+        "--head-dim",
+        "16",
+        "--norm-groups",
+        "8",
+        "--repeats",
+        "1",
+    ]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out.strip())
     for key in ("params", "train_step_s", "guided_sample_step_s", "peak_rss_mb", "fwd_gflop"):

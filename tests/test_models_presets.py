@@ -30,8 +30,12 @@ def test_tiny_unet_is_fast(variant: str) -> None:
     kwargs = {}
     if config.is_super_resolution:
         kwargs = {"cond_video": torch.zeros(b, 3, t, h, w), "aug_logsnr": torch.zeros(b)}
-    args = (torch.zeros(b, 3, t, h, w), torch.zeros(b), torch.zeros(b, 2, config.text.dim),
-            torch.ones(b, 2, dtype=torch.bool))
+    args = (
+        torch.zeros(b, 3, t, h, w),
+        torch.zeros(b),
+        torch.zeros(b, 2, config.text.dim),
+        torch.ones(b, 2, dtype=torch.bool),
+    )
     with torch.no_grad():
         net(*args, **kwargs)
         start = time.process_time()
@@ -52,7 +56,10 @@ def test_demo_cascade_stages() -> None:
     assert not base.is_super_resolution and all(c.cond_channels == 3 for c in (tsr, ssr, top))
     # Temporal attention after each spatial attention (Video Diffusion Models), none elsewhere.
     assert [(lvl.spatial_attention, lvl.temporal) for lvl in base.levels] == [
-        (False, "none"), (True, "attention"), (True, "attention")]
+        (False, "none"),
+        (True, "attention"),
+        (True, "attention"),
+    ]
     assert all(level.temporal == "conv" for c in (tsr, ssr, top) for level in c.levels)
     assert top.is_fully_convolutional and not base.is_fully_convolutional
     assert 1.5e6 <= _count(base) <= 2.5e6
@@ -63,7 +70,12 @@ def test_paper_cascade_shapes_and_architecture() -> None:
     stages = paper_unets()
     assert [name for name, _, _ in stages] == ["base", "tsr1", "ssr1", "ssr2", "tsr2", "tsr3", "ssr3"]
     assert [shape for _, _, shape in stages] == [
-        (16, 24, 40), (32, 24, 40), (32, 48, 80), (32, 192, 320), (64, 192, 320), (128, 192, 320),
+        (16, 24, 40),
+        (32, 24, 40),
+        (32, 48, 80),
+        (32, 192, 320),
+        (64, 192, 320),
+        (128, 192, 320),
         (128, 768, 1280),
     ]
     configs = dict((name, config) for name, config, _ in stages)

@@ -296,11 +296,19 @@ def test_logsnr_map_and_sinusoidal_features() -> None:
 
 
 def test_config_json_round_trip_and_validation() -> None:
-    config = unet_config((16, 32), attn_levels=(1,), temporal=("conv", "attention"), cond_channels=3,
-                         head_dim=16, norm_groups=8, text=TextConfig(dim=24, null_tokens=2))
+    config = unet_config(
+        (16, 32),
+        attn_levels=(1,),
+        temporal=("conv", "attention"),
+        cond_channels=3,
+        head_dim=16,
+        norm_groups=8,
+        text=TextConfig(dim=24, null_tokens=2),
+    )
     assert UNetConfig.from_json(config.to_json()) == config
-    assert config.levels[1] == LevelConfig(32, 2, spatial_attention=True, cross_attention=True,
-                                           temporal="attention")
+    assert config.levels[1] == LevelConfig(
+        32, 2, spatial_attention=True, cross_attention=True, temporal="attention"
+    )
     with pytest.raises(ValueError, match=r"one of \('attention', 'conv', 'none'\)"):
         LevelConfig(16, temporal="lstm")
     with pytest.raises(ValueError, match=r"one of \('group', 'layer'\)"):
@@ -341,8 +349,9 @@ def test_temporal_conv_loads_a_conv3d_kernel() -> None:
     config = tiny_unet("tsr")
     net = build(config)
     perturb_temporal(net)
-    state = {k: (v[..., None] if k.endswith("temporal.conv.weight") else v)
-             for k, v in net.state_dict().items()}
+    state = {
+        k: (v[..., None] if k.endswith("temporal.conv.weight") else v) for k, v in net.state_dict().items()
+    }
     assert any(v.dim() == 5 for v in state.values())
     other = VideoUNet(config).eval()
     other.load_state_dict(state)

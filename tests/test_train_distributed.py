@@ -67,11 +67,18 @@ def _latest_step(out: Path) -> int | None:
     return None if path is None else int(path.name.split("_")[1])
 
 
-def _start_and_wait_for_checkpoint(world, out: Path, step: int, *extra: str,
-                                   new_session: bool = False) -> subprocess.Popen:
+def _start_and_wait_for_checkpoint(
+    world, out: Path, step: int, *extra: str, new_session: bool = False
+) -> subprocess.Popen:
     command = [sys.executable, "-m", "imagen_video.cli", *_train_args(world, out, *extra)]
-    process = subprocess.Popen(command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=new_session)
+    process = subprocess.Popen(
+        command,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=new_session,
+    )
     deadline = time.monotonic() + 240
     while (_latest_step(out) or 0) < step:
         assert process.poll() is None, process.communicate()

@@ -364,18 +364,37 @@ def test_init_from_a_stage_folder_starts_from_its_weights(world, tmp_path) -> No
     text = {"encoder": "embedded", "max_length": TINY.text_max_length, "cache_dir": cache}
     ctx = dist_utils.init_distributed("cpu")
     try:
-        trainer = loop_module._Trainer(TINY.stage("base"), tiny_config(), data, tmp_path / "b", ctx,
-                                       resume=False, text=text, progress=False, init_from=first.stage_dir)
+        trainer = loop_module._Trainer(
+            TINY.stage("base"),
+            tiny_config(),
+            data,
+            tmp_path / "b",
+            ctx,
+            resume=False,
+            text=text,
+            progress=False,
+            init_from=first.stage_dir,
+        )
         for name, tensor in trained.state_dict().items():
             assert torch.equal(trainer.ema.model.state_dict()[name], tensor), name
             assert torch.equal(dist_utils.unwrap_model(trainer.model).state_dict()[name], tensor), name
         other = tmp_path / "tsr"
         save_stage(other, TINY.stage("tsr"), VideoUNet(TINY.stage("tsr").unet))
         with pytest.raises(TrainSetupError, match="holds a different network than stage 'base'"):
-            loop_module._Trainer(TINY.stage("base"), tiny_config(), data, tmp_path / "c", ctx,
-                                 resume=False, text=text, progress=False, init_from=other)
+            loop_module._Trainer(
+                TINY.stage("base"),
+                tiny_config(),
+                data,
+                tmp_path / "c",
+                ctx,
+                resume=False,
+                text=text,
+                progress=False,
+                init_from=other,
+            )
     finally:
         dist_utils.shutdown_distributed(ctx)
-    second = run(TINY.stage("base"), tiny_config(max_steps=2), data, tmp_path / "d", cache,
-                 init_from=first.stage_dir)
+    second = run(
+        TINY.stage("base"), tiny_config(max_steps=2), data, tmp_path / "d", cache, init_from=first.stage_dir
+    )
     assert second.start_step == 0 and second.step == 2

@@ -67,7 +67,7 @@ def read_cascade_json(directory: str | os.PathLike[str]) -> CascadeManifest:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise CascadeLoadError(f"{str(path)!r} is not valid JSON: {err}") from err
     if not isinstance(data, dict) or data.get("format") != CASCADE_FORMAT:
-        raise CascadeLoadError(f"{str(path)!r} is not a cascade file (no \"format\": \"{CASCADE_FORMAT}\")")
+        raise CascadeLoadError(f'{str(path)!r} is not a cascade file (no "format": "{CASCADE_FORMAT}")')
     if data.get("format_version") != CASCADE_FORMAT_VERSION:
         raise CascadeLoadError(
             f"{str(path)!r} has format_version {data.get('format_version')!r}; "
@@ -198,8 +198,9 @@ def assemble_cascade(
         stages = [by_name[n][1] for n in order]
     else:
         stages = order_stages([cfg for _, cfg in by_name.values()])
-    config = CascadeConfig(name=name, text_encoder=text_encoder, text_max_length=text_max_length,
-                           stages=tuple(stages))
+    config = CascadeConfig(
+        name=name, text_encoder=text_encoder, text_max_length=text_max_length, stages=tuple(stages)
+    )
     if text_dim is not None and stages[0].unet.text.dim != text_dim:
         raise ValueError(
             f"text encoder {text_encoder!r} gives width {text_dim}; the stages take {stages[0].unet.text.dim}"

@@ -162,7 +162,12 @@ def _write_webp(frames: np.ndarray, path: Path, fps: float) -> None:
     images = _pil_frames(frames)
     duration_ms = max(1, int(round(1000.0 / fps)))
     images[0].save(
-        path, format="WEBP", save_all=True, append_images=images[1:], duration=duration_ms, loop=0,
+        path,
+        format="WEBP",
+        save_all=True,
+        append_images=images[1:],
+        duration=duration_ms,
+        loop=0,
         lossless=True,
     )
 

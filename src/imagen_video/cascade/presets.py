@@ -116,8 +116,14 @@ def _demo_tsr2_unet() -> UNetConfig:
     """The second demo TSR (32x24x40): 16/32/64 channels, temporal convolution, text cross-attention at
     the coarsest level only; the models package's ``demo_tsr_unet`` costs 3x more at this size."""
     return unet_config(
-        (16, 32, 64), res_blocks=1, cross_attn_levels=(2,), temporal="conv", cond_channels=3,
-        text=TextConfig(dim=EMBEDDED_TEXT_DIM), head_dim=32, norm_groups=8,
+        (16, 32, 64),
+        res_blocks=1,
+        cross_attn_levels=(2,),
+        temporal="conv",
+        cond_channels=3,
+        text=TextConfig(dim=EMBEDDED_TEXT_DIM),
+        head_dim=32,
+        norm_groups=8,
     )
 
 
@@ -163,8 +169,9 @@ def _from_noised_input(stage: StageConfig) -> StageConfig:
     (the paper's start) they blur and grain the shapes. On 18 world prompts this start raised the
     attribute accuracy from 0.44 (aug log-SNR 3, t = 1) to 0.67 (docs/demo-cascade.md).
     """
-    return stage.replace(aug_logsnr=DEMO_SR_AUG_LOGSNR,
-                         sampler=stage.sampler.replace(t_start=DEMO_SR_T_START))
+    return stage.replace(
+        aug_logsnr=DEMO_SR_AUG_LOGSNR, sampler=stage.sampler.replace(t_start=DEMO_SR_T_START)
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -119,8 +119,10 @@ class Cascade:
         """A cascade with freshly initialised networks (``generator`` makes them reproducible)."""
         from imagen_video.models import VideoUNet
 
-        models = {s.name: VideoUNet(s.unet, generator=generator).to(device=device, dtype=dtype)
-                  for s in config.stages}
+        models = {
+            s.name: VideoUNet(s.unet, generator=generator).to(device=device, dtype=dtype)
+            for s in config.stages
+        }
         return cls(config, models, device=device, dtype=dtype, text_encoder=text_encoder)
 
     @classmethod
@@ -151,8 +153,14 @@ class Cascade:
             models[stage.name] = model.to(device=device, dtype=dtype)
             stages.append(resolved)
         config = manifest.config.replace(stages=tuple(stages))
-        return cls(config, models, device=device, dtype=dtype, text_encoder=text_encoder,
-                   text_encoder_identity=manifest.text_encoder_identity)
+        return cls(
+            config,
+            models,
+            device=device,
+            dtype=dtype,
+            text_encoder=text_encoder,
+            text_encoder_identity=manifest.text_encoder_identity,
+        )
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
         """Write the cascade directory: every stage folder, then ``cascade.json`` (all atomic)."""
@@ -324,8 +332,15 @@ class Cascade:
                         callback(CascadeStep(stage.name, index, info.step, info.steps, done, total))
 
                 with on_device(self.models[stage.name], self.device, offload) as model:
-                    previous = sample_stage(model, stage, text, previous, generator=generator,
-                                            callback=on_step, autocast_dtype=autocast)
+                    previous = sample_stage(
+                        model,
+                        stage,
+                        text,
+                        previous,
+                        generator=generator,
+                        callback=on_step,
+                        autocast_dtype=autocast,
+                    )
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
                 timings[stage.name] = time.perf_counter() - start
@@ -366,7 +381,9 @@ def _check_prompts(prompts: Sequence[str]) -> list[str]:
 
 
 def _check_count(num_videos_per_prompt: int) -> None:
-    if isinstance(num_videos_per_prompt, bool) or not isinstance(num_videos_per_prompt, int) or (
-        num_videos_per_prompt < 1
+    if (
+        isinstance(num_videos_per_prompt, bool)
+        or not isinstance(num_videos_per_prompt, int)
+        or (num_videos_per_prompt < 1)
     ):
         raise ValueError(f"num_videos_per_prompt must be an integer >= 1, got {num_videos_per_prompt!r}")

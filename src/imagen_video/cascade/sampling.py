@@ -119,8 +119,12 @@ def frame_windows(total: int, window: int, align: int = 1) -> list[int]:
     return starts
 
 
-def windowed(denoise_window: Callable[[torch.Tensor, torch.Tensor, int, slice], torch.Tensor],
-             total: int, window: int, align: int = 1) -> Denoise:
+def windowed(
+    denoise_window: Callable[[torch.Tensor, torch.Tensor, int, slice], torch.Tensor],
+    total: int,
+    window: int,
+    align: int = 1,
+) -> Denoise:
     """A denoiser over ``total`` frames from one over ``window`` frames: x_hat is averaged over the
     overlapping windows of :func:`frame_windows` (``denoise_window(z, logsnr, step, frames)``)."""
     starts = frame_windows(total, window, align)
@@ -153,9 +157,12 @@ def spatial_tiles(height: int, width: int, tile: tuple[int, int] | None) -> list
     return [(r, c) for r in rows for c in cols]
 
 
-def tiled(denoise_region: Callable[[torch.Tensor, torch.Tensor, int, Region], torch.Tensor],
-          height: int, width: int, tile: tuple[int, int] | None
-          ) -> Callable[[torch.Tensor, torch.Tensor, int, slice], torch.Tensor]:
+def tiled(
+    denoise_region: Callable[[torch.Tensor, torch.Tensor, int, Region], torch.Tensor],
+    height: int,
+    width: int,
+    tile: tuple[int, int] | None,
+) -> Callable[[torch.Tensor, torch.Tensor, int, slice], torch.Tensor]:
     """A frame-window denoiser from one over spatial tiles: x_hat averaged where tiles overlap."""
     tiles = spatial_tiles(height, width, tile)
     if len(tiles) == 1:
@@ -192,19 +199,32 @@ def make_stage_denoiser(
     distilled = stage.unet.use_guidance_embedding
     frames_total = cond_video.shape[2] if cond_video is not None else stage.frames
 
-    def network(z: torch.Tensor, logsnr: torch.Tensor, drop: torch.Tensor, region: Region,
-                guidance_w: torch.Tensor | None) -> torch.Tensor:
+    def network(
+        z: torch.Tensor,
+        logsnr: torch.Tensor,
+        drop: torch.Tensor,
+        region: Region,
+        guidance_w: torch.Tensor | None,
+    ) -> torch.Tensor:
         repeat = z.shape[0] // text.tokens.shape[0]  # 1, or 2 for the cond + uncond batch
         extra = {}
         if cond_video is not None:
             frames, rows, cols = region
-            extra = {"cond_video": cond_video[:, :, frames, rows, cols].repeat(repeat, 1, 1, 1, 1),
-                     "aug_logsnr": aug_logsnr.repeat(repeat)}  # type: ignore[union-attr]
+            extra = {
+                "cond_video": cond_video[:, :, frames, rows, cols].repeat(repeat, 1, 1, 1, 1),
+                "aug_logsnr": aug_logsnr.repeat(repeat),
+            }  # type: ignore[union-attr]
         if guidance_w is not None:
             extra["guidance_w"] = guidance_w
         with _autocast(z.device, autocast_dtype):
-            return model(z, logsnr, text.tokens.repeat(repeat, 1, 1), text.mask.repeat(repeat, 1),
-                         drop_text=drop | text.null.repeat(repeat), **extra)
+            return model(
+                z,
+                logsnr,
+                text.tokens.repeat(repeat, 1, 1),
+                text.mask.repeat(repeat, 1),
+                drop_text=drop | text.null.repeat(repeat),
+                **extra,
+            )
 
     def denoise_region(z: torch.Tensor, logsnr: torch.Tensor, step: int, region: Region) -> torch.Tensor:
         if distilled:
@@ -212,8 +232,9 @@ def make_stage_denoiser(
             drop = torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
             x_hat = to_x(network(z, logsnr, drop, region, w).to(z.dtype), z, logsnr, prediction)
             return threshold(x_hat, stage.threshold)
-        guided = guided_denoiser(lambda z2, l2, d2: network(z2, l2, d2, region, None), prediction,
-                                 schedule, stage.threshold)
+        guided = guided_denoiser(
+            lambda z2, l2, d2: network(z2, l2, d2, region, None), prediction, schedule, stage.threshold
+        )
         return guided(z, logsnr, step)
 
     denoise_window = tiled(denoise_region, stage.height, stage.width, stage.sample_tile)
@@ -268,17 +289,29 @@ def sample_stage(
         if previous is None:
             raise ValueError(f"stage {stage.name!r} is a {stage.kind} stage and needs an input video")
         upsampled = upsample_input(stage, previous.to(device))  # sec. 2.3
-        cond_video, aug = noise_augment(upsampled, config=stage.diffusion, training=False,
-                                        aug_logsnr=stage.aug_logsnr, generator=generator)  # sec. 2.5
+        cond_video, aug = noise_augment(
+            upsampled,
+            config=stage.diffusion,
+            training=False,
+            aug_logsnr=stage.aug_logsnr,
+            generator=generator,
+        )  # sec. 2.5
         frames = cond_video.shape[2]
-    z_1 = initial_noise((batch, stage.unet.in_channels, frames, stage.height, stage.width),
-                        generator=generator, device=device)
+    z_1 = initial_noise(
+        (batch, stage.unet.in_channels, frames, stage.height, stage.width), generator=generator, device=device
+    )
     if upsampled is not None and stage.sampler.t_start < 1.0:
         z_1 = truncated_start(stage, upsampled, z_1)
     denoise = make_stage_denoiser(model, stage, text, cond_video, aug, autocast_dtype)
     with torch.no_grad():
-        x = run_sampler(stage.sampler, denoise, z_1, schedule_cfg=stage.diffusion.schedule,
-                        generator=generator, callback=callback)
+        x = run_sampler(
+            stage.sampler,
+            denoise,
+            z_1,
+            schedule_cfg=stage.diffusion.schedule,
+            generator=generator,
+            callback=callback,
+        )
     return x.float().clamp(-1.0, 1.0)
 
 

@@ -30,12 +30,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "attention at levels 1,2, 16x24x40, batch 2, 16 text tokens of width 768, CPU fp32. "
         "Each measurement runs in a fresh child process, so peak_rss_mb covers only that work.",
     )
-    unet.add_argument("--variant", choices=("base", "ssr", "tsr"), default="base",
-                      help="base: temporal attention; ssr/tsr: conditioning video + temporal conv")
+    unet.add_argument(
+        "--variant",
+        choices=("base", "ssr", "tsr"),
+        default="base",
+        help="base: temporal attention; ssr/tsr: conditioning video + temporal conv",
+    )
     unet.add_argument("--channels", type=_ints, default=(64, 128, 256), help="per-level channels")
     unet.add_argument("--res-blocks", type=int, default=2, help="space-time blocks per level")
-    unet.add_argument("--attn-levels", type=_ints, default=(1, 2),
-                      help='levels (0 = highest resolution) with spatial and cross attention; "" for none')
+    unet.add_argument(
+        "--attn-levels",
+        type=_ints,
+        default=(1, 2),
+        help='levels (0 = highest resolution) with spatial and cross attention; "" for none',
+    )
     unet.add_argument("--frames", type=int, default=16)
     unet.add_argument("--height", type=int, default=24)
     unet.add_argument("--width", type=int, default=40)
@@ -52,8 +60,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     unet.add_argument("--checkpointing", action="store_true", help="activation checkpointing per block")
     unet.add_argument("--compile", action="store_true", help="torch.compile the model")
     unet.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
-    unet.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                      help="time with the wall clock, or with process CPU time (use with --threads 1)")
+    unet.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="time with the wall clock, or with process CPU time (use with --threads 1)",
+    )
     unet.set_defaults(func=run)
 
 
@@ -71,12 +83,26 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--device {args.device}: CUDA is not available on this machine")
     try:
         spec = UNetBenchSpec(
-            variant=args.variant, channels=args.channels, res_blocks=args.res_blocks,
-            attn_levels=args.attn_levels, frames=args.frames, height=args.height, width=args.width,
-            batch=args.batch, text_dim=args.text_dim, text_tokens=args.text_tokens, head_dim=args.head_dim,
-            norm_groups=args.norm_groups, repeats=args.repeats,
-            device=args.device, norm=args.norm, skip=args.skip, channels_last=args.channels_last,
-            gradient_checkpointing=args.checkpointing, compile=args.compile, threads=args.threads,
+            variant=args.variant,
+            channels=args.channels,
+            res_blocks=args.res_blocks,
+            attn_levels=args.attn_levels,
+            frames=args.frames,
+            height=args.height,
+            width=args.width,
+            batch=args.batch,
+            text_dim=args.text_dim,
+            text_tokens=args.text_tokens,
+            head_dim=args.head_dim,
+            norm_groups=args.norm_groups,
+            repeats=args.repeats,
+            device=args.device,
+            norm=args.norm,
+            skip=args.skip,
+            channels_last=args.channels_last,
+            gradient_checkpointing=args.checkpointing,
+            compile=args.compile,
+            threads=args.threads,
             clock=args.clock,
         )
         spec.unet_config()

@@ -20,16 +20,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     assemble = actions.add_parser("assemble", help="write cascade.json over trained stage folders")
     assemble.add_argument("directory", help="the cascade directory (created if missing)")
-    assemble.add_argument("stage_dirs", nargs="*", metavar="STAGE_DIR",
-                          help="stage folders to copy in (default: the stage folders already in DIRECTORY)")
-    assemble.add_argument("--preset", default="demo",
-                          help="preset giving the defaults of --name, --text-encoder, --text-max-length")
+    assemble.add_argument(
+        "stage_dirs",
+        nargs="*",
+        metavar="STAGE_DIR",
+        help="stage folders to copy in (default: the stage folders already in DIRECTORY)",
+    )
+    assemble.add_argument(
+        "--preset",
+        default="demo",
+        help="preset giving the defaults of --name, --text-encoder, --text-max-length",
+    )
     assemble.add_argument("--name", help="cascade name")
     assemble.add_argument("--text-encoder", help="load_text_encoder name, e.g. embedded or t5:<dir>")
     assemble.add_argument("--text-max-length", type=int, help="prompt token length")
     assemble.add_argument("--order", help="comma-separated stage names (default: inferred from shapes)")
-    assemble.add_argument("--no-text-check", action="store_true",
-                          help="do not load the text encoder to check its width and record its identity")
+    assemble.add_argument(
+        "--no-text-check",
+        action="store_true",
+        help="do not load the text encoder to check its width and record its identity",
+    )
 
     init = actions.add_parser("init", help="write a randomly initialised cascade from a preset")
     init.add_argument("directory")
@@ -77,8 +87,10 @@ def _assemble(args: argparse.Namespace) -> int:
         text_encoder_identity=identity,
         text_dim=text_dim,
     )
-    print(f"wrote {args.directory}/cascade.json: {' -> '.join(config.stage_names)} "
-          f"(text encoder {encoder_name}{', identity ' + identity if identity else ''})")
+    print(
+        f"wrote {args.directory}/cascade.json: {' -> '.join(config.stage_names)} "
+        f"(text encoder {encoder_name}{', identity ' + identity if identity else ''})"
+    )
     return 0
 
 
@@ -102,17 +114,24 @@ def _show(args: argparse.Namespace) -> int:
 
     manifest = read_cascade_json(args.directory)
     config = manifest.config
-    print(f"cascade {config.name!r}: text encoder {config.text_encoder} (max {config.text_max_length} tokens)"
-          + (f", identity {manifest.text_encoder_identity}" if manifest.text_encoder_identity else ""))
+    print(
+        f"cascade {config.name!r}: text encoder {config.text_encoder} (max {config.text_max_length} tokens)"
+        + (f", identity {manifest.text_encoder_identity}" if manifest.text_encoder_identity else "")
+    )
     for stage in config.stages:
         stage = resolve_stage_config(args.directory, stage)
         guidance = stage.guidance
-        weight = (f"w={guidance.w:g}" if guidance.mode == "constant"
-                  else f"oscillate {guidance.w_high:g}/{guidance.w_low:g} after {guidance.constant_steps}")
+        weight = (
+            f"w={guidance.w:g}"
+            if guidance.mode == "constant"
+            else f"oscillate {guidance.w_high:g}/{guidance.w_low:g} after {guidance.constant_steps}"
+        )
         shape = f"{stage.frames}x{stage.height}x{stage.width} @ {stage.fps:g} fps"
         aug = f", aug log-SNR {stage.aug_logsnr:.2f}" if stage.is_super_resolution else ""
         if stage.sampler.t_start < 1.0:
             aug += f", start t={stage.sampler.t_start:g} from the input"
-        print(f"  {stage.name:<8} {stage.kind:<4} {shape}  {stage.sampler.name} {stage.sampler.steps} steps, "
-              f"guidance {weight}, threshold {stage.threshold.mode}{aug}")
+        print(
+            f"  {stage.name:<8} {stage.kind:<4} {shape}  {stage.sampler.name} {stage.sampler.steps} steps, "
+            f"guidance {weight}, threshold {stage.threshold.mode}{aug}"
+        )
     return 0

@@ -5,10 +5,12 @@ and assembling original / mixed / fully distilled cascades (Table 1).
                          [--phase guidance|progressive|all] [--start-steps N] [--target-steps 8]
                          [--steps-per-round K] [--guidance-steps K] [--w-range 0,15] [--resume]
                          [--max-steps N] [--batch-size B] [--lr X] [--config distill.json]
+                         [--t-start T]
     imagen-video distill --model CASCADE_DIR --assemble NEW_DIR --use STAGE=RUN [--use STAGE=RUN ...]
 
 Guidance weights use the eq. 5 convention (w = 0: none; Saharia's W = 1 + w). ``RUN/stage`` is the
-distilled stage folder (stochastic sampler, ``--target-steps`` steps). The logic lives in
+distilled stage folder (stochastic sampler, ``--target-steps`` steps, over the time range
+``[0, t_start]`` of the stage's sampler, or ``--t-start``). The logic lives in
 :func:`imagen_video.distill.distill_stage` and :func:`imagen_video.distill.assemble_distilled_cascade`.
 """
 
@@ -101,6 +103,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=_positive_int, help="clips per optimiser step")
     parser.add_argument("--lr", type=float, help="peak learning rate of every round")
+    parser.add_argument(
+        "--t-start",
+        type=float,
+        help="time the distilled sampler starts at (default: the stage's sampler.t_start; SR stages "
+        "below 1 start from their noised input)",
+    )
     parser.add_argument("--config", type=Path, help="DistillConfig JSON (flags override it)")
     parser.add_argument("--precision", choices=("fp32", "bf16"), help="bf16 autocast on CUDA")
     parser.add_argument("--text-cache", type=Path, help="embedding cache dir (default OUT/text_cache)")
@@ -170,6 +178,11 @@ def _distill(args: argparse.Namespace) -> int:
     if missing:
         raise UserError(f"the following arguments are required: {', '.join(missing)}")
     cascade, stage, model = load_cascade_stage(args.model, args.stage)
+    if args.t_start is not None:
+        try:
+            stage = stage.replace(sampler=stage.sampler.replace(t_start=args.t_start))
+        except ValueError as error:
+            raise UserError(f"--t-start {args.t_start}: {error}") from None
     config = _distill_config(args, stage.kind)
     result = distill_stage(
         stage,

@@ -34,25 +34,53 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", help="output file (.mp4 .gif .webp) or PNG frame folder")
     parser.add_argument("--model", help="cascade directory (default: the embedded demo cascade)")
     parser.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed)")
-    parser.add_argument("--steps", action="append", default=[], metavar="[STAGE=]N",
-                        help="sampler steps of a stage (or of every stage); repeatable")
-    parser.add_argument("--sampler", action="append", default=[], metavar="[STAGE=]NAME",
-                        help="sampler of a stage: ancestral, ddim or stochastic; repeatable")
+    parser.add_argument(
+        "--steps",
+        action="append",
+        default=[],
+        metavar="[STAGE=]N",
+        help="sampler steps of a stage (or of every stage); repeatable",
+    )
+    parser.add_argument(
+        "--sampler",
+        action="append",
+        default=[],
+        metavar="[STAGE=]NAME",
+        help="sampler of a stage: ancestral, ddim or stochastic; repeatable",
+    )
     parser.add_argument("--guidance", action="append", default=[], metavar="SPEC", help=GUIDANCE_HELP)
-    parser.add_argument("--t-start", action="append", default=[], metavar="[STAGE=]T",
-                        help="start an SR stage's sampler at time T in (0, 1] from its upsampled input, "
-                        "noised (SDEdit); 1 = from pure noise as in the paper; repeatable")
-    parser.add_argument("--tile", action="append", default=[], metavar="[STAGE=]HxW",
-                        help="sample a stage in overlapping HxW spatial tiles to bound memory (best for "
-                        "a fully convolutional top stage); repeatable")
-    parser.add_argument("--format", choices=("mp4", "gif", "webp", "png"),
-                        help="output format (default: from the -o suffix, else mp4)")
+    parser.add_argument(
+        "--t-start",
+        action="append",
+        default=[],
+        metavar="[STAGE=]T",
+        help="start an SR stage's sampler at time T in (0, 1] from its upsampled input, "
+        "noised (SDEdit); 1 = from pure noise as in the paper; repeatable",
+    )
+    parser.add_argument(
+        "--tile",
+        action="append",
+        default=[],
+        metavar="[STAGE=]HxW",
+        help="sample a stage in overlapping HxW spatial tiles to bound memory (best for "
+        "a fully convolutional top stage); repeatable",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("mp4", "gif", "webp", "png"),
+        help="output format (default: from the -o suffix, else mp4)",
+    )
     parser.add_argument("--scale", type=int, default=1, help="integer nearest-neighbour upscale on export")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
-    parser.add_argument("--offload", action="store_true",
-                        help="keep only the running stage on the device (bounds GPU memory)")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)")
+    parser.add_argument(
+        "--offload", action="store_true", help="keep only the running stage on the device (bounds GPU memory)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -65,12 +93,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "models (base, then temporal and spatial super-resolution stages).",
     )
     parser.add_argument("prompt", nargs="?", help="the text prompt (or use --prompts FILE)")
-    parser.add_argument("--prompts", metavar="FILE",
-                        help="one prompt per line; writes one output per prompt into the -o directory, "
-                        "named by line number")
+    parser.add_argument(
+        "--prompts",
+        metavar="FILE",
+        help="one prompt per line; writes one output per prompt into the -o directory, named by line number",
+    )
     parser.add_argument("--num-videos", type=int, default=1, metavar="K", help="videos per prompt")
-    parser.add_argument("--batch-size", type=int, default=8, metavar="N",
-                        help="prompts sampled together through each stage (default 8)")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        metavar="N",
+        help="prompts sampled together through each stage (default 8)",
+    )
     add_sampling_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -90,8 +125,9 @@ def run(args: argparse.Namespace) -> int:
         cli_support.check_positive("--seed", args.seed, allow_zero=True)
         cli_support.check_positive("--scale", args.scale)
         cli_support.check_positive("--threads", args.threads)
-        plan = cli_support.plan_outputs(args.output, args.format, prompts, args.num_videos,
-                                        batch=args.prompts is not None)
+        plan = cli_support.plan_outputs(
+            args.output, args.format, prompts, args.num_videos, batch=args.prompts is not None
+        )
         cli_support.resolve_device(args.device)
     except ValueError as err:
         raise UserError(str(err)) from None
@@ -106,8 +142,12 @@ def run(args: argparse.Namespace) -> int:
         try:
             with warnings_as_lines("generate"):
                 output = cascade.generate(
-                    chunk, generator=generator, num_videos_per_prompt=args.num_videos, overrides=overrides,
-                    offload=args.offload, progress=not args.quiet,
+                    chunk,
+                    generator=generator,
+                    num_videos_per_prompt=args.num_videos,
+                    overrides=overrides,
+                    offload=args.offload,
+                    progress=not args.quiet,
                 )
         except (ValueError, TextEncoderUnavailable) as err:  # e.g. an override a stage rejects
             raise UserError(str(err)) from None
@@ -149,9 +189,15 @@ def load_plan(
         config = read_cascade_json(model_dir).config
         names = cli_support.parse_stage_list(args.stages, config) if upsample else None
         stages = [stage.name for stage in select_stages(config, names, from_base=not upsample)]
-        overrides = cli_support.parse_overrides(config, steps=args.steps, samplers=args.sampler,
-                                                guidance=args.guidance, tiles=args.tile, starts=args.t_start,
-                                                stages=stages)
+        overrides = cli_support.parse_overrides(
+            config,
+            steps=args.steps,
+            samplers=args.sampler,
+            guidance=args.guidance,
+            tiles=args.tile,
+            starts=args.t_start,
+            stages=stages,
+        )
     except (CascadeLoadError, KeyError, ValueError) as err:
         raise UserError(str(err).strip("'\"")) from None
     return model_dir, config, stages, overrides

@@ -53,9 +53,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--config", type=Path, default=None, help="TrainConfig JSON (default: built-in defaults)"
     )
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
-    parser.add_argument("--init-from", type=Path, default=None, metavar="STAGE_DIR",
-                        help="start a new run from a stage folder's weights (e.g. a shipped stage; "
-                        "pass its cascade as --cascade)")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=None,
+        metavar="STAGE_DIR",
+        help="start a new run from a stage folder's weights (e.g. a shipped stage; "
+        "pass its cascade as --cascade)",
+    )
     parser.add_argument("--max-steps", type=_positive_int, default=None, help="override max_steps")
     parser.add_argument(
         "--batch-size", type=_positive_int, default=None, help="override batch_size (per rank)"

@@ -34,11 +34,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("video", help="input video file (.mp4, .webm, .gif, ...) or a folder of frames")
     parser.add_argument("--prompt", help="text conditioning (default: none, null-conditioned)")
     parser.add_argument("--stages", help="comma-separated consecutive SR stages to run (default: all)")
-    parser.add_argument("--stride", type=int, metavar="N",
-                        help="keep every N-th input frame (default: the skip that brings the frame rate "
-                        "closest to the first stage's input rate)")
-    parser.add_argument("--max-frames", type=int, metavar="N",
-                        help="use at most N input frames (after skipping)")
+    parser.add_argument(
+        "--stride",
+        type=int,
+        metavar="N",
+        help="keep every N-th input frame (default: the skip that brings the frame rate "
+        "closest to the first stage's input rate)",
+    )
+    parser.add_argument(
+        "--max-frames", type=int, metavar="N", help="use at most N input frames (after skipping)"
+    )
     add_sampling_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -79,17 +84,24 @@ def run(args: argparse.Namespace) -> int:
     try:
         with warnings_as_lines("upsample"):
             output = cascade.upsample(
-                video[None], fps=fps, prompt=args.prompt, stages=stages,
-                generator=torch.Generator().manual_seed(seed), overrides=overrides,
-                offload=args.offload, progress=not args.quiet,
+                video[None],
+                fps=fps,
+                prompt=args.prompt,
+                stages=stages,
+                generator=torch.Generator().manual_seed(seed),
+                overrides=overrides,
+                offload=args.offload,
+                progress=not args.quiet,
             )
     except (ValueError, TextEncoderUnavailable) as err:
         raise UserError(str(err)) from None
     for path in write_outputs(output, plan.paths, plan.format, args.scale):
         print(f"wrote {path}")
     _, _, frames, height, width = output.video.shape
-    print(f"{video.shape[1]} input frames (stride {stride}) -> {frames} frames of {height}x{width} "
-          f"at {output.fps:g} fps; seed {seed}; cascade {model_dir}")
+    print(
+        f"{video.shape[1]} input frames (stride {stride}) -> {frames} frames of {height}x{width} "
+        f"at {output.fps:g} fps; seed {seed}; cascade {model_dir}"
+    )
     print(cli_support.timing_report(output, time.perf_counter() - started))
     return 0
 

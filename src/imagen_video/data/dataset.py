@@ -92,8 +92,10 @@ class StageDataSpec(JsonConfig):
     def __post_init__(self) -> None:
         for name in ("frames", "height", "width"):
             _positive_int(name, getattr(self, name))
-        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not (
-            math.isfinite(self.fps) and self.fps > 0
+        if (
+            isinstance(self.fps, bool)
+            or not isinstance(self.fps, (int, float))
+            or not (math.isfinite(self.fps) and self.fps > 0)
         ):
             raise ValueError(f"StageDataSpec.fps={self.fps!r} must be a positive number")
         if self.aspect_crop not in ASPECT_CROPS:
@@ -267,8 +269,10 @@ class VideoTextDataset(Dataset):
             sample = self._try_load(index, key)
             if sample is not None:
                 return sample
-        raise DatasetError(f"no usable {self.records[key.index].kind} records: all {len(pool)} were skipped "
-                           f"({self.skip_counts()})")
+        raise DatasetError(
+            f"no usable {self.records[key.index].kind} records: all {len(pool)} were skipped "
+            f"({self.skip_counts()})"
+        )
 
     def _try_load(self, index: int, key: SampleKey) -> dict[str, Any] | None:
         """Load record ``index`` or mark it skipped (logged once) and return None."""

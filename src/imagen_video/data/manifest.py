@@ -122,8 +122,13 @@ def _record_from_entry(entry: Any, base: Path, where: str, default_fps: float | 
     if not media.exists():
         raise DatasetError(f"{where}: media file does not exist: {media}")
     fps = float(fps) if fps is not None else None
-    return MediaRecord(media, entry["kind"], entry["caption"], _resolve_fps(media, entry["kind"], fps,
-                                                                          default_fps, where), attributes)
+    return MediaRecord(
+        media,
+        entry["kind"],
+        entry["caption"],
+        _resolve_fps(media, entry["kind"], fps, default_fps, where),
+        attributes,
+    )
 
 
 def _read_caption_folder(folder: Path, default_fps: float | None) -> list[MediaRecord]:
@@ -133,8 +138,10 @@ def _read_caption_folder(folder: Path, default_fps: float | None) -> list[MediaR
         if entry.name.startswith(".") or not _is_media(entry):
             continue
         if entry.stem in media_by_stem:
-            raise DatasetError(f"two media entries share the caption name {entry.stem}.txt: "
-                               f"{media_by_stem[entry.stem]} and {entry}")
+            raise DatasetError(
+                f"two media entries share the caption name {entry.stem}.txt: "
+                f"{media_by_stem[entry.stem]} and {entry}"
+            )
         media_by_stem[entry.stem] = entry
     captions = {p.stem: p for p in sorted(folder.glob("*.txt")) if not p.name.startswith(".")}
     for stem, caption_file in captions.items():

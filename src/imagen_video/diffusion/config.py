@@ -195,9 +195,10 @@ def ddim_sampler(steps: int) -> SamplerConfig:
     return SamplerConfig(name="ddim", steps=steps)
 
 
-def distilled_sampler(steps: int = 8) -> SamplerConfig:
-    """Stochastic N-step sampler for distilled models, 8 steps per stage in the paper (sec. 2.7)."""
-    return SamplerConfig(name="stochastic", steps=steps)
+def distilled_sampler(steps: int = 8, t_start: float = 1.0) -> SamplerConfig:
+    """Stochastic N-step sampler for distilled models, 8 steps per stage in the paper (sec. 2.7),
+    starting at ``t_start`` (1 in the paper; the truncated start of :class:`SamplerConfig` below 1)."""
+    return SamplerConfig(name="stochastic", steps=steps, t_start=t_start)
 
 
 def no_guidance() -> GuidanceConfig:

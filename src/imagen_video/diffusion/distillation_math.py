@@ -31,19 +31,28 @@ def ddim_step(
     return alpha_s * x_hat + (sigma_s / sigma_t) * (z_t - alpha_t * x_hat)
 
 
-def student_times(i: torch.Tensor, n_student: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(t, t', t'') = (i/N, i/N - 0.5/N, i/N - 1/N)`` for student step indices i in 1..N (sec. 10)."""
+def student_times(
+    i: torch.Tensor, n_student: int, t_start: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(t, t', t'') = t0 (i/N, i/N - 0.5/N, i/N - 1/N)`` for student step indices i in 1..N (sec. 10).
+
+    ``t0 = t_start`` is where the N-step sampler starts (1 in the paper; < 1 for a truncated start):
+    the student's grid is :func:`~imagen_video.diffusion.schedule.time_grid` ``(N, t_start)``.
+    """
     if n_student < 1:
         raise ValueError(f"n_student={n_student} must be >= 1")
-    t = i.to(torch.float64) / n_student
-    return t, t - 0.5 / n_student, t - 1.0 / n_student
+    if not 0.0 < t_start <= 1.0:
+        raise ValueError(f"t_start={t_start!r} must be in (0, 1]")
+    t = t_start * (i.to(torch.float64) / n_student)
+    step = t_start / n_student
+    return t, t - 0.5 * step, t - step
 
 
 def student_logsnrs(
-    i: torch.Tensor, n_student: int, cfg: ScheduleConfig
+    i: torch.Tensor, n_student: int, cfg: ScheduleConfig, t_start: float = 1.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Log-SNRs (float64) at :func:`student_times`; t'' = 0 maps to logsnr_max (finite), sec. 10."""
-    t, t1, t2 = student_times(i, n_student)
+    t, t1, t2 = student_times(i, n_student, t_start)
     return logsnr_from_t(t, cfg), logsnr_from_t(t1, cfg), logsnr_from_t(t2, cfg)
 
 

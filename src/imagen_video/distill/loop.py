@@ -238,6 +238,12 @@ class _Distiller:
                 f"the teacher of round {rs.rnd.name!r} differs from the one the checkpoint was trained with; "
                 "the source stage or a round folder changed since"
             )
+        t_start = state["stage_config"]["sampler"]["t_start"]
+        if t_start != rs.stage.sampler.t_start:
+            raise ValueError(
+                f"round {rs.rnd.name!r} was distilled for a sampler starting at t = {t_start}, not "
+                f"{rs.stage.sampler.t_start}; resume with the same --t-start or use a new output directory"
+            )
         load_model_tensors(rs.student, groups["student"])
         rs.ema.load_state(groups["ema"], state["ema_num_updates"])
         load_optimizer_tensors(rs.student, rs.optimizer, groups["optimizer"], state["optimizer"])

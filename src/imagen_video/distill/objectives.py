@@ -5,12 +5,15 @@ cached text embeddings, and for SR stages the low-resolution clip upsampled with
 and noise-augmented at a random level ``t_a ~ U(0, aug_t_max)`` (paper sec. 2.5). Teacher and
 student get the same conditioning, the same z_t and the same guidance weight w.
 
-- Guidance distillation (sec. 11, Meng et al. 2022): ``t ~ U(0, 1)``, ``w ~ U[w_min, w_max]`` per
+- Guidance distillation (sec. 11, Meng et al. 2022): ``t ~ U(0, t0)``, ``w ~ U[w_min, w_max]`` per
   sample, target ``(1 + w) x_T(z_t, c) - w x_T(z_t, null)`` from ONE batched teacher forward of 2B
   samples; the student makes one forward with ``drop_text=False, guidance_w=w``.
-- Progressive distillation (sec. 10, Salimans & Ho 2022): ``i ~ U{1..N}``, ``t = i / N``, two teacher
+- Progressive distillation (sec. 10, Salimans & Ho 2022): ``i ~ U{1..N}``, ``t = t0 i / N``, two teacher
   DDIM steps t -> t' -> t'' and the x_target that takes one student DDIM step t -> t'' onto the
   teacher's z_t'' (general formula at every i, t'' = 0 included), computed in float64.
+
+``t0`` is the stage sampler's ``t_start``: 1 in the paper; below 1 (a truncated start from the
+upsampled input, SR stages) the student learns only the range its sampler visits.
 
 Loss: ``max(SNR_t, 1) ||x_student - x_target||^2`` ("snr_trunc") or the v-MSE, per sample (B,).
 Random draws come from the caller's ``torch.Generator`` in the order the docstrings state.
@@ -162,11 +165,12 @@ def guidance_distillation_loss(
 ) -> torch.Tensor:
     """Per-sample stage-1 loss (B,) (paper sec. 2.7; diffusion-math.md sec. 11; Meng et al. 2022).
 
-    Draws ``t ~ U(0, 1)`` (B,) then ``eps ~ N(0, I)`` from ``generator``; z_t from the forward process;
-    target = the teacher's guided x at weight ``w`` (B,); the student predicts with ``guidance_w=w``.
+    Draws ``t ~ U(0, t0)`` (B,) (``t0 = stage.sampler.t_start``) then ``eps ~ N(0, I)`` from
+    ``generator``; z_t from the forward process; target = the teacher's guided x at weight ``w`` (B,);
+    the student predicts with ``guidance_w=w``.
     """
     x = inputs.x
-    t = _random.rand((x.shape[0],), generator=generator, device=x.device)
+    t = stage.sampler.t_start * _random.rand((x.shape[0],), generator=generator, device=x.device)
     logsnr = logsnr_from_t(t, stage.diffusion.schedule).float()  # (B,)
     eps = _random.randn(x.shape, generator=generator, device=x.device)
     z_t = q_sample(x, logsnr, eps)  # (B, C, T, H, W)
@@ -182,10 +186,10 @@ def guidance_distillation_loss(
 class ProgressiveTarget:
     """One progressive-distillation example (diffusion-math.md sec. 10), float64 except ``w``."""
 
-    z_t: torch.Tensor  # (B, C, T, H, W) the student's input at t = i / N
+    z_t: torch.Tensor  # (B, C, T, H, W) the student's input at t = t0 i / N
     logsnr_t: torch.Tensor  # (B,) at t
-    logsnr_t1: torch.Tensor  # (B,) at t' = t - 0.5 / N
-    logsnr_t2: torch.Tensor  # (B,) at t'' = t - 1 / N
+    logsnr_t1: torch.Tensor  # (B,) at t' = t - 0.5 t0 / N
+    logsnr_t2: torch.Tensor  # (B,) at t'' = t - t0 / N
     x_target: torch.Tensor  # (B, C, T, H, W): one student DDIM step t -> t'' lands on the teacher's z_t''
     w: torch.Tensor  # (B,) guidance weight given to teacher and student
 
@@ -201,7 +205,8 @@ def progressive_target(
     teacher_threshold: bool = False,
     precision: str = "fp32",
 ) -> ProgressiveTarget:
-    """Draw ``i ~ U{1..N}`` (B,) then ``eps`` from ``generator`` and build the x_target of sec. 10.
+    """Draw ``i ~ U{1..N}`` (B,) then ``eps`` from ``generator`` and build the x_target of sec. 10
+    on the student's grid ``t = t0 i / N`` (``t0 = stage.sampler.t_start``).
 
     The teacher's x (one forward with ``guidance_w=w``; thresholded with the stage's setting when
     ``teacher_threshold``) drives two DDIM steps of the 2N-step sampler; arithmetic in float64.
@@ -209,7 +214,9 @@ def progressive_target(
     x = inputs.x
     batch, device = x.shape[0], x.device
     i = torch.randint(1, n_student + 1, (batch,), generator=generator, device=generator.device).to(device)
-    l_t, l_t1, l_t2 = (v.to(device) for v in student_logsnrs(i, n_student, stage.diffusion.schedule))
+    l_t, l_t1, l_t2 = (
+        v.to(device) for v in student_logsnrs(i, n_student, stage.diffusion.schedule, stage.sampler.t_start)
+    )
     eps = _random.randn(x.shape, generator=generator, device=device)
     z_t = q_sample(x.double(), l_t, eps.double())  # (B, C, T, H, W) float64
     prediction = stage.diffusion.prediction

@@ -4,7 +4,8 @@ A guidance student is the teacher's U-Net with ``use_guidance_embedding=True``: 
 copied and the new w-embedding's last layer is zero-initialised by the U-Net, so the student starts
 equal to the teacher's conditional model at every w. A progressive student is an exact copy of its
 teacher (Salimans & Ho 2022). Distilled stage folders default to the stochastic N-step sampler
-(sec. 12) with the stage's guidance schedule passed to the network as ``guidance_w``.
+(sec. 12) with the stage's guidance schedule passed to the network as ``guidance_w``, over the same
+time range ``[0, t_start]`` as the sampler they were distilled from.
 """
 
 from __future__ import annotations
@@ -70,10 +71,11 @@ def rescale_guidance(guidance: GuidanceConfig, from_steps: int, to_steps: int) -
 
 def distilled_stage_config(stage: StageConfig, student_steps: int, source_steps: int) -> StageConfig:
     """Stage config of an ``student_steps``-step distilled model: stochastic sampler (sec. 2.7, math
-    sec. 12) and the stage's guidance schedule rescaled from the source's ``source_steps`` steps."""
+    sec. 12) over the stage's time range (its ``sampler.t_start``, which the rounds distilled) and the
+    stage's guidance schedule rescaled from the source's ``source_steps`` steps."""
     if not stage.unet.use_guidance_embedding:
         raise ValueError(f"stage {stage.name!r}: a distilled stage must be guidance-conditioned")
     return stage.replace(
-        sampler=distilled_sampler(student_steps),
+        sampler=distilled_sampler(student_steps, stage.sampler.t_start),
         guidance=rescale_guidance(stage.guidance, source_steps, student_steps),
     )

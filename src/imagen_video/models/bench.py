@@ -115,8 +115,11 @@ def run_unet_benchmark(spec: UNetBenchSpec) -> dict[str, Any]:
         "train_peak_rss_mb": train["peak_rss_mb"],
         "guided_peak_rss_mb": guided["peak_rss_mb"],
         "import_rss_mb": train["import_rss_mb"],
-        **({"peak_gpu_mb": max(train["peak_gpu_mb"], guided["peak_gpu_mb"])} if "peak_gpu_mb" in train
-           else {}),
+        **(
+            {"peak_gpu_mb": max(train["peak_gpu_mb"], guided["peak_gpu_mb"])}
+            if "peak_gpu_mb" in train
+            else {}
+        ),
         "device": train["device"],
         "threads": train["threads"],
         "optimizer": train["optimizer"],
@@ -151,9 +154,14 @@ def measure(spec: UNetBenchSpec, mode: str) -> dict[str, Any]:
     net = VideoUNet(spec.unet_config(), generator=torch.Generator().manual_seed(0)).to(device)
     model: Callable[..., Any] = torch.compile(net) if spec.compile else net
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-    result: dict[str, Any] = {"params": net.num_parameters(), "device": str(device),
-                              "threads": torch.get_num_threads(), "import_rss_mb": import_rss,
-                              "optimizer": "AdamW", "clock": spec.clock}
+    result: dict[str, Any] = {
+        "params": net.num_parameters(),
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "import_rss_mb": import_rss,
+        "optimizer": "AdamW",
+        "clock": spec.clock,
+    }
     if mode in ("train", "all"):
         # torch's default AdamW implementation: the fused CPU kernel measured 50x slower with 2 threads
         # on a shared machine (docs/performance.md).
@@ -193,8 +201,12 @@ def _inputs(spec: UNetBenchSpec, device: Any) -> dict[str, Any]:
     def randn(*size: int) -> Any:
         return torch.randn(*size, generator=g).to(device)
 
-    args = (randn(*shape), randn(b) * 5, randn(b, spec.text_tokens, spec.text_dim),
-            torch.ones(b, spec.text_tokens, dtype=torch.bool, device=device))
+    args = (
+        randn(*shape),
+        randn(b) * 5,
+        randn(b, spec.text_tokens, spec.text_dim),
+        torch.ones(b, spec.text_tokens, dtype=torch.bool, device=device),
+    )
     kwargs: dict[str, Any] = {}
     if spec.variant != "base":
         kwargs = {"cond_video": randn(*shape), "aug_logsnr": randn(b)}

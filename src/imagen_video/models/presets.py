@@ -40,7 +40,11 @@ def demo_base_unet() -> UNetConfig:
     Sized to train on a CPU in tens of minutes at small shapes (e.g. 8 frames of 16x24).
     """
     return unet_config(
-        (32, 64, 96), res_blocks=1, attn_levels=(1, 2), temporal=base_temporal(3, (1, 2)), head_dim=32,
+        (32, 64, 96),
+        res_blocks=1,
+        attn_levels=(1, 2),
+        temporal=base_temporal(3, (1, 2)),
+        head_dim=32,
         norm_groups=16,
         text=TextConfig(dim=DEMO_TEXT_DIM),
     )
@@ -49,8 +53,14 @@ def demo_base_unet() -> UNetConfig:
 def demo_tsr_unet() -> UNetConfig:
     """Demo temporal super-resolution stage: conditioning video, temporal convolution (paper sec. 2.3)."""
     return unet_config(
-        (32, 64, 96), res_blocks=1, attn_levels=(2,), temporal="conv", cond_channels=3, head_dim=32,
-        norm_groups=16, text=TextConfig(dim=DEMO_TEXT_DIM),
+        (32, 64, 96),
+        res_blocks=1,
+        attn_levels=(2,),
+        temporal="conv",
+        cond_channels=3,
+        head_dim=32,
+        norm_groups=16,
+        text=TextConfig(dim=DEMO_TEXT_DIM),
     )
 
 
@@ -58,8 +68,14 @@ def demo_ssr_unet() -> UNetConfig:
     """Demo spatial super-resolution stage: conditioning video, temporal convolution, attention at the
     lowest resolution level only."""
     return unet_config(
-        (24, 48, 96), res_blocks=1, attn_levels=(2,), temporal="conv", cond_channels=3, head_dim=32,
-        norm_groups=8, text=TextConfig(dim=DEMO_TEXT_DIM),
+        (24, 48, 96),
+        res_blocks=1,
+        attn_levels=(2,),
+        temporal="conv",
+        cond_channels=3,
+        head_dim=32,
+        norm_groups=8,
+        text=TextConfig(dim=DEMO_TEXT_DIM),
     )
 
 
@@ -67,8 +83,14 @@ def demo_top_ssr_unet() -> UNetConfig:
     """Demo top SSR stage: fully convolutional (no spatial attention, no cross-attention; the text
     arrives through the pooled embedding), so it trains on crops and samples at full size (sec. 2.3)."""
     return unet_config(
-        (16, 32, 64), res_blocks=1, attn_levels=(), temporal="conv", cond_channels=3, head_dim=32,
-        norm_groups=8, text=TextConfig(dim=DEMO_TEXT_DIM),
+        (16, 32, 64),
+        res_blocks=1,
+        attn_levels=(),
+        temporal="conv",
+        cond_channels=3,
+        head_dim=32,
+        norm_groups=8,
+        text=TextConfig(dim=DEMO_TEXT_DIM),
     )
 
 
@@ -88,23 +110,92 @@ def paper_unets() -> list[tuple[str, UNetConfig, tuple[int, int, int]]]:
     text = TextConfig(dim=T5_XXL_DIM, null_tokens=8)
     common = {"head_dim": 64, "text": text}
     return [
-        ("base", unet_config((640, 1280, 2560, 3840), res_blocks=3, attn_levels=(1, 2, 3),
-                             temporal=base_temporal(4, (1, 2, 3)), **common), (16, 24, 40)),
-        ("tsr1", unet_config((256, 512, 1024, 1792), res_blocks=3, attn_levels=(2, 3), temporal="conv",
-                             cond_channels=3, **common), (32, 24, 40)),
-        ("ssr1", unet_config((256, 512, 1024, 1792), res_blocks=3, attn_levels=(2, 3), temporal="conv",
-                             cond_channels=3, **common), (32, 48, 80)),
-        ("ssr2", unet_config((128, 256, 512, 1024, 1792), res_blocks=3, attn_levels=(3, 4), temporal="conv",
-                             cond_channels=3, **common), (32, 192, 320)),
-        ("tsr2", unet_config((128, 256, 512, 1024, 1792), res_blocks=3, attn_levels=(),
-                             cross_attn_levels=(3, 4), temporal="conv", cond_channels=3, **common),
-         (64, 192, 320)),
-        ("tsr3", unet_config((128, 256, 512, 1024, 1792), res_blocks=3, attn_levels=(),
-                             cross_attn_levels=(3, 4), temporal="conv", cond_channels=3, **common),
-         (128, 192, 320)),
-        ("ssr3", unet_config((128, 256, 512, 1024, 1280), res_blocks=2, attn_levels=(),
-                             cross_attn_levels=(3, 4), temporal="conv", cond_channels=3, **common),
-         (128, 768, 1280)),
+        (
+            "base",
+            unet_config(
+                (640, 1280, 2560, 3840),
+                res_blocks=3,
+                attn_levels=(1, 2, 3),
+                temporal=base_temporal(4, (1, 2, 3)),
+                **common,
+            ),
+            (16, 24, 40),
+        ),
+        (
+            "tsr1",
+            unet_config(
+                (256, 512, 1024, 1792),
+                res_blocks=3,
+                attn_levels=(2, 3),
+                temporal="conv",
+                cond_channels=3,
+                **common,
+            ),
+            (32, 24, 40),
+        ),
+        (
+            "ssr1",
+            unet_config(
+                (256, 512, 1024, 1792),
+                res_blocks=3,
+                attn_levels=(2, 3),
+                temporal="conv",
+                cond_channels=3,
+                **common,
+            ),
+            (32, 48, 80),
+        ),
+        (
+            "ssr2",
+            unet_config(
+                (128, 256, 512, 1024, 1792),
+                res_blocks=3,
+                attn_levels=(3, 4),
+                temporal="conv",
+                cond_channels=3,
+                **common,
+            ),
+            (32, 192, 320),
+        ),
+        (
+            "tsr2",
+            unet_config(
+                (128, 256, 512, 1024, 1792),
+                res_blocks=3,
+                attn_levels=(),
+                cross_attn_levels=(3, 4),
+                temporal="conv",
+                cond_channels=3,
+                **common,
+            ),
+            (64, 192, 320),
+        ),
+        (
+            "tsr3",
+            unet_config(
+                (128, 256, 512, 1024, 1792),
+                res_blocks=3,
+                attn_levels=(),
+                cross_attn_levels=(3, 4),
+                temporal="conv",
+                cond_channels=3,
+                **common,
+            ),
+            (128, 192, 320),
+        ),
+        (
+            "ssr3",
+            unet_config(
+                (128, 256, 512, 1024, 1280),
+                res_blocks=2,
+                attn_levels=(),
+                cross_attn_levels=(3, 4),
+                temporal="conv",
+                cond_channels=3,
+                **common,
+            ),
+            (128, 768, 1280),
+        ),
     ]
 
 

@@ -140,9 +140,9 @@ class VideoUNet(nn.Module):
         self.downsample = nn.ModuleList()
         for i, level in enumerate(levels):
             c = level.channels
-            self.down.append(nn.ModuleList(
-                SpaceTimeBlock(c, c, level, config) for _ in range(level.res_blocks)
-            ))
+            self.down.append(
+                nn.ModuleList(SpaceTimeBlock(c, c, level, config) for _ in range(level.res_blocks))
+            )
             if i + 1 < len(levels):
                 self.downsample.append(Downsample(c, levels[i + 1].channels))
         last = levels[-1]
@@ -152,9 +152,11 @@ class VideoUNet(nn.Module):
         skip_width = 2 if config.skip == "concat" else 1
         for i in reversed(range(len(levels))):
             c = levels[i].channels
-            self.up.append(nn.ModuleList(
-                SpaceTimeBlock(skip_width * c, c, levels[i], config) for _ in range(levels[i].res_blocks)
-            ))
+            self.up.append(
+                nn.ModuleList(
+                    SpaceTimeBlock(skip_width * c, c, levels[i], config) for _ in range(levels[i].res_blocks)
+                )
+            )
             if i > 0:
                 self.upsample.append(Upsample(c, levels[i - 1].channels))
         self.out_norm = make_norm(config.norm, c0, config.norm_groups)
@@ -180,15 +182,17 @@ class VideoUNet(nn.Module):
         Contract 1 of the project brief; see :class:`VideoUNet` and paper secs. 2.3, 2.5, 2.6.
         Returns the raw prediction with z_t's shape (B, C_out, T, H, W).
         """
-        self._validate(z_t, logsnr, text_tokens, text_mask, drop_text, cond_video, aug_logsnr, image_mode,
-                       guidance_w)
+        self._validate(
+            z_t, logsnr, text_tokens, text_mask, drop_text, cond_video, aug_logsnr, image_mode, guidance_w
+        )
         b, _, frames, height, width = z_t.shape
         x = z_t if cond_video is None else torch.cat([z_t, cond_video.to(z_t.dtype)], dim=1)
         x = x.transpose(1, 2).flatten(0, 1)  # (B*T, C_in, H, W)
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        cond = self._conditioning(b, frames, logsnr, text_tokens, text_mask, drop_text, aug_logsnr,
-                                  image_mode, guidance_w)
+        cond = self._conditioning(
+            b, frames, logsnr, text_tokens, text_mask, drop_text, aug_logsnr, image_mode, guidance_w
+        )
         h = self.in_conv(x)  # (B*T, C0, H, W)
         skips: list[Tensor] = []
         for i, blocks in enumerate(self.down):
@@ -307,8 +311,10 @@ class VideoUNet(nn.Module):
             _check(guidance_w, (b,), "guidance_w", "(B,)")
         elif guidance_w is not None:
             raise ValueError("guidance_w given to a U-Net with use_guidance_embedding=False")
-        if z_t.device.type != "meta" and not torch.compiler.is_compiling() and not bool(
-            _has_valid_token(text_mask, drop_text).all()
+        if (
+            z_t.device.type != "meta"
+            and not torch.compiler.is_compiling()
+            and not bool(_has_valid_token(text_mask, drop_text).all())
         ):
             raise ValueError("every sample needs at least one True in text_mask (or drop_text=True)")
 

@@ -444,7 +444,14 @@ def train_stage(
     try:
         text = {"encoder": text_encoder, "max_length": text_max_length, "cache_dir": text_cache}
         trainer = _Trainer(
-            stage_cfg, train_cfg, data_path, out_dir, ctx, resume=resume, text=text, progress=progress,
+            stage_cfg,
+            train_cfg,
+            data_path,
+            out_dir,
+            ctx,
+            resume=resume,
+            text=text,
+            progress=progress,
             init_from=init_from,
         )
         start = trainer.step
