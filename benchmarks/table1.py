@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -242,14 +243,33 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     return info
 
 
-def row_sources(row: Row, original_dir: Path, distilled_dir: Path | None) -> dict[str, str]:
-    """The cascade directories a row samples from (its cache key: other rows' cascades do not matter)."""
+def weights_digest(cascade_dir: Path) -> dict[str, str]:
+    """SHA-256 (first 16 hex digits) of every stage's tensors, by stage folder name: part of a row's
+    cache key, so videos of retrained or re-distilled weights in the same directory are not reused.
+    The safetensors header is hashed without its metadata, whose key order varies between writes."""
+    digests = {}
+    for weights in sorted(Path(cascade_dir).glob("*/model.safetensors")):
+        data = weights.read_bytes()
+        size = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + size])
+        header.pop("__metadata__", None)
+        digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
+        digest.update(data[8 + size :])
+        digests[weights.parent.name] = digest.hexdigest()[:16]
+    return digests
+
+
+def row_sources(row: Row, original_dir: Path, distilled_dir: Path | None) -> dict[str, Any]:
+    """The cascades a row samples from, by directory and weights digest (its cache key: other rows'
+    cascades do not matter)."""
     used = {"original": original_dir} if row.combination != "distilled" else {}
     if row.combination != "original":
         if distilled_dir is None:
             raise ValueError(f"row {row.key} needs the distilled cascade (--distilled)")
         used["distilled"] = distilled_dir
-    return {name: str(Path(path).resolve()) for name, path in used.items()}
+    sources: dict[str, Any] = {name: str(Path(path).resolve()) for name, path in used.items()}
+    sources["weights"] = {name: weights_digest(Path(path)) for name, path in used.items()}
+    return sources
 
 
 def retime_row(cascade: Cascade, overrides: dict[str, StageOverride], settings: TableSettings) -> float:

@@ -12,6 +12,7 @@ from types import ModuleType
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from imagen_video.cascade import Cascade
 from imagen_video.cascade.presets import tiny_cascade
@@ -137,9 +138,29 @@ def test_rows_subset_and_their_cache_sources(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown --rows"):
         table1.parse_rows("constant-fast")
     a, b = tmp_path / "a", tmp_path / "b"
-    assert table1.row_sources(originals[0], a, None) == {"original": str(a.resolve())}
-    assert table1.row_sources(table1.Row("constant", "distilled"), a, b) == {"distilled": str(b.resolve())}
-    assert set(table1.row_sources(table1.Row("oscillate", "distilled_sr"), a, b)) == {"original", "distilled"}
+    (a / "base").mkdir(parents=True)
+    weights = {"w": torch.arange(4.0)}
+    save_file(weights, str(a / "base" / "model.safetensors"), metadata={"x": "1", "y": "2"})
+    digest = table1.weights_digest(a)
+    save_file(weights, str(a / "base" / "model.safetensors"), metadata={"y": "2", "x": "1"})
+    assert table1.weights_digest(a) == digest and set(digest) == {"base"}  # metadata order is ignored
+    save_file({"w": torch.arange(4.0) + 1}, str(tmp_path / "other.safetensors"))
+    (tmp_path / "c" / "base").mkdir(parents=True)
+    (tmp_path / "other.safetensors").rename(tmp_path / "c" / "base" / "model.safetensors")
+    assert table1.weights_digest(tmp_path / "c") != digest
+    assert table1.row_sources(originals[0], a, None) == {
+        "original": str(a.resolve()),
+        "weights": {"original": digest},
+    }
+    assert table1.row_sources(table1.Row("constant", "distilled"), a, b) == {
+        "distilled": str(b.resolve()),
+        "weights": {"distilled": {}},
+    }
+    assert set(table1.row_sources(table1.Row("oscillate", "distilled_sr"), a, b)) == {
+        "original",
+        "distilled",
+        "weights",
+    }
     with pytest.raises(ValueError, match="--distilled"):
         table1.row_sources(table1.Row("constant", "distilled"), a, None)
     assert table1.main(["--rows", "constant-distilled", "--original", str(a), "--out", str(tmp_path)]) == 2
