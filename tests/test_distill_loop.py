@@ -279,6 +279,15 @@ def test_cli_distill_assemble_and_generate(
     )
     out = cascade.generate([PROMPTS[0]], generator=torch.Generator().manual_seed(0), progress=False)
     assert out.video.shape == (1, 3, 8, 16, 16) and torch.isfinite(out.video).all()
+    half = tmp_path / "mixed-fp16"
+    assemble = ["distill", "--model", str(tmp_path / "orig"), "--assemble", str(half), "--use", f"tsr={run}"]
+    assert cli_main([*assemble, "--weights-dtype", "fp16"]) == 0
+    assert {t.dtype for t in _weights(half / "tsr").values()} == {torch.float16}
+    assert _weights(half / "tsr").keys() == _weights(mixed / "tsr").keys()
+    out_half = Cascade.from_pretrained(half, text_encoder=encoder).generate(
+        [PROMPTS[0]], generator=torch.Generator().manual_seed(0), progress=False
+    )
+    assert 0 < float((out_half.video - out.video).abs().max()) < 0.05  # fp16 weights, float32 compute
     assert (
         cli_main(
             [

@@ -60,6 +60,12 @@ def _w_range(text: str) -> tuple[float, float]:
     return low, high
 
 
+def _model_dir(text: str) -> Path:
+    from imagen_video.cascade.cli_support import resolve_model_dir
+
+    return resolve_model_dir(text)
+
+
 def _replacement(text: str) -> tuple[str, Path]:
     name, sep, path = text.partition("=")
     if not sep or not name or not path:
@@ -79,7 +85,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", required=True, type=Path, metavar="CASCADE_DIR", help="cascade directory")
+    parser.add_argument(
+        "--model",
+        required=True,
+        type=_model_dir,
+        metavar="CASCADE_DIR",
+        help="cascade directory, or a shipped cascade: demo, demo-distilled",
+    )
     parser.add_argument("--stage", help="stage to distill (e.g. base, tsr1, ssr1)")
     parser.add_argument("--data", type=Path, help="dataset: manifest.jsonl, its dir, or a folder")
     parser.add_argument("--out", type=Path, metavar="DIR", help="run directory")
@@ -124,6 +136,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --assemble: take STAGE from DIR (a run dir or stage folder); repeatable",
     )
     parser.add_argument("--name", help="with --assemble: name of the new cascade")
+    parser.add_argument(
+        "--weights-dtype",
+        choices=("fp16", "bf16"),
+        help="with --assemble: store the weights in half precision (half the size; loaded as float32)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -155,11 +172,15 @@ def _assemble(args: argparse.Namespace) -> int:
     if not args.use:
         raise UserError("--assemble needs at least one --use STAGE=DIR")
     if any(v is not None for v in (args.stage, args.data, args.out)):
-        raise UserError("--assemble takes --model, --use and --name only (not --stage/--data/--out)")
+        raise UserError(
+            "--assemble takes --model, --use, --name and --weights-dtype only (not --stage/--data/--out)"
+        )
     replacements = dict(args.use)
     if len(replacements) != len(args.use):
         raise UserError(f"a stage is given twice in --use: {[n for n, _ in args.use]}")
-    config = assemble_distilled_cascade(args.assemble, args.model, replacements, name=args.name)
+    config = assemble_distilled_cascade(
+        args.assemble, args.model, replacements, name=args.name, weights_dtype=args.weights_dtype
+    )
     for stage in config.stages:
         source = "distilled" if stage.name in replacements else "original"
         print(f"{stage.name}: {source}, {stage.sampler.name} sampler, {stage.sampler.steps} steps")

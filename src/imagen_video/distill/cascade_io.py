@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from imagen_video.cascade.config import CascadeConfig, StageConfig
@@ -26,7 +27,7 @@ from imagen_video.cascade.directory import (
 )
 from imagen_video.cascade.runner import Cascade
 from imagen_video.cascade.stage_io import CONFIG_FILE, WEIGHTS_FILE, load_stage, read_stage_config
-from imagen_video.serialization import atomic_write
+from imagen_video.serialization import atomic_write, save_safetensors_atomic
 
 PathLike = str | os.PathLike[str]
 
@@ -65,10 +66,25 @@ def _same_network(original: StageConfig, distilled: StageConfig) -> bool:
     return plain.architecture() == original.architecture()
 
 
-def _copy_stage(source: Path, target: Path) -> None:
-    """Copy a stage folder's weights then its config, each atomically."""
-    for name in (WEIGHTS_FILE, CONFIG_FILE):
-        atomic_write(target / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
+WEIGHT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def _copy_stage(source: Path, target: Path, weights_dtype: str | None = None) -> None:
+    """Copy a stage folder's weights then its config, each atomically; with ``weights_dtype``
+    ("fp16" / "bf16") the floating-point tensors are stored in that dtype (half the size; the loader
+    casts them back to the model's dtype)."""
+    if weights_dtype is None:
+        atomic_write(target / WEIGHTS_FILE, lambda tmp: shutil.copyfile(source / WEIGHTS_FILE, tmp))
+    else:
+        from safetensors import safe_open
+
+        with safe_open(str(source / WEIGHTS_FILE), framework="pt") as handle:
+            metadata = handle.metadata()
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
+        dtype = WEIGHT_DTYPES[weights_dtype]
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
+        save_safetensors_atomic(tensors, target / WEIGHTS_FILE, metadata=metadata)
+    atomic_write(target / CONFIG_FILE, lambda tmp: shutil.copyfile(source / CONFIG_FILE, tmp))
 
 
 def assemble_distilled_cascade(
@@ -77,9 +93,11 @@ def assemble_distilled_cascade(
     replacements: Mapping[str, PathLike],
     *,
     name: str | None = None,
+    weights_dtype: str | None = None,
 ) -> CascadeConfig:
     """Write a cascade directory: ``source_dir``'s stages with ``replacements`` (stage name -> distilled
-    stage folder or run directory) swapped in; return its config.
+    stage folder or run directory) swapped in; return its config. ``weights_dtype`` ("fp16" / "bf16")
+    stores every stage's weights at half size (e.g. to ship a cascade in a package).
 
     E.g. ``{"tsr1": ..., "ssr1": ...}`` gives Table 1's "original base + distilled SR"; every stage
     gives the fully distilled cascade. Kept stages keep ``cascade.json``'s sampling settings; replaced
@@ -87,6 +105,8 @@ def assemble_distilled_cascade(
     when a replacement is unknown or is not a distillation of that stage's network.
     """
     target, source = Path(target_dir), Path(source_dir)
+    if weights_dtype is not None and weights_dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"weights_dtype={weights_dtype!r}; allowed: {', '.join(WEIGHT_DTYPES)} or None")
     if target.resolve() == source.resolve():
         raise ValueError(f"the assembled cascade must go to a new directory, not the source {str(source)!r}")
     manifest = read_cascade_json(source)
@@ -104,7 +124,7 @@ def assemble_distilled_cascade(
                 )
         else:
             folder, config = source / stage.name, resolve_stage_config(source, stage)
-        _copy_stage(folder, target / stage.name)
+        _copy_stage(folder, target / stage.name, weights_dtype)
         stages.append(config)
     config = manifest.config.replace(name=name or f"{manifest.config.name}-distilled", stages=tuple(stages))
     write_cascade_json(target, CascadeManifest(config, manifest.text_encoder_identity))
