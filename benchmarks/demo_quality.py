@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from imagen_video.cascade import Cascade
-from imagen_video.cascade.cli_support import default_model_dir, parse_overrides
+from imagen_video.cascade.cli_support import parse_overrides, resolve_model_dir
 from imagen_video.world.evaluate import evaluate_world, ground_truth_row
 
 PROMPTS = Path(__file__).with_name("world_prompts.txt")
@@ -87,7 +87,7 @@ def table(rows: dict[str, list[dict]]) -> str:
 def main() -> None:
     """Parse the arguments, evaluate the cascade and the ground truth, print (and write) the table."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", type=Path, default=None, help="cascade directory (default: the demo)")
+    p.add_argument("--model", default=None, help="cascade directory or shipped name (default: the default)")
     p.add_argument("--prompts", type=Path, default=PROMPTS, help="canonical captions, one per line")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--steps", action="append", default=[], metavar="[STAGE=]N")
@@ -95,7 +95,7 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=None, help="write the rows and settings as JSON")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    model = args.model or default_model_dir()
+    model = resolve_model_dir(args.model)
     prompts = [line.strip() for line in args.prompts.read_text().splitlines() if line.strip()]
     cascade = Cascade.from_pretrained(model)
     overrides = parse_overrides(cascade.config, steps=args.steps)

@@ -247,8 +247,25 @@ def test_missing_demo_cascade_is_a_clear_error(
 ) -> None:
     monkeypatch.setattr(cli_support, "default_model_dir", lambda: tmp_path / "assets" / "demo_cascade")
     code, _, stderr = _run(capsys, "generate", PROMPT, "-o", str(tmp_path / "v.mp4"))
-    assert code == 2 and "demo cascade is not installed" in stderr and len(stderr.strip().splitlines()) == 1
+    assert (
+        code == 2 and "shipped cascade is not installed" in stderr and len(stderr.strip().splitlines()) == 1
+    )
     assert not (tmp_path / "v.mp4").exists()
+
+
+def test_model_names_the_shipped_cascades(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--model demo`` / ``demo-distilled`` are the shipped cascades unless a path of that name exists;
+    no ``--model`` is the default one; anything else is a path."""
+    monkeypatch.chdir(tmp_path)
+    assets = cli_support.shipped_cascade_dir("demo").parent
+    assert cli_support.resolve_model_dir("demo") == assets / "demo_cascade"
+    assert cli_support.resolve_model_dir("demo-distilled") == assets / "demo_cascade_distilled"
+    assert cli_support.resolve_model_dir(None) == cli_support.shipped_cascade_dir(cli_support.DEFAULT_CASCADE)
+    (tmp_path / "demo").mkdir()
+    assert cli_support.resolve_model_dir("demo") == Path("demo")
+    assert cli_support.resolve_model_dir("runs/c") == Path("runs/c")
+    with pytest.raises(ValueError, match="shipped: demo, demo-distilled"):
+        cli_support.shipped_cascade_dir("demo-fast")
 
 
 def test_very_long_prompt_is_truncated_with_a_warning(
@@ -359,3 +376,23 @@ def test_cascade_assemble_and_show(
         "--no-text-check",
     )
     assert code == 2 and "exactly one base stage" in stderr
+
+
+def test_shipped_distilled_cascade_is_the_demo_distilled() -> None:
+    """``demo-distilled`` ships every demo stage guidance-distilled to 8 stochastic steps (paper sec. 2.7)
+    over the same time range, with the same networks plus the w-embedding and half-size weights."""
+    from safetensors import safe_open
+
+    from imagen_video.cascade.directory import read_cascade_json
+
+    demo = read_cascade_json(cli_support.shipped_cascade_dir("demo"))
+    fast_dir = cli_support.shipped_cascade_dir("demo-distilled")
+    fast = read_cascade_json(fast_dir)
+    assert fast.text_encoder_identity == demo.text_encoder_identity
+    assert fast.config.stage_names == demo.config.stage_names
+    for original, distilled in zip(demo.config.stages, fast.config.stages, strict=True):
+        assert distilled.unet.use_guidance_embedding and not original.unet.use_guidance_embedding
+        assert (distilled.sampler.name, distilled.sampler.steps) == ("stochastic", 8)
+        assert distilled.sampler.t_start == original.sampler.t_start
+        with safe_open(str(fast_dir / distilled.name / "model.safetensors"), framework="pt") as handle:
+            assert handle.get_slice(next(iter(handle.keys()))).get_dtype() == "F16"

@@ -24,16 +24,37 @@ from imagen_video.diffusion.config import (
     oscillating_guidance,
 )
 
-DEMO_CASCADE_ASSET = "demo_cascade"
+SHIPPED_CASCADES = {"demo": "demo_cascade", "demo-distilled": "demo_cascade_distilled"}  # name -> asset
+DEFAULT_CASCADE = "demo"  # what `generate` runs without --model (see docs/demo-cascade.md)
+DEMO_CASCADE_ASSET = SHIPPED_CASCADES["demo"]
 GUIDANCE_SYNTAX = "W, STAGE=W, oscillate:HIGH,LOW[,K] or STAGE=oscillate:HIGH,LOW[,K]"
 MAX_SLUG = 40
 
 
-def default_model_dir() -> Path:
-    """Where the embedded demo cascade ships: ``imagen_video/assets/demo_cascade``."""
+def shipped_cascade_dir(name: str) -> Path:
+    """Directory of a cascade that ships inside the package: ``demo`` (the trained demo cascade,
+    ``imagen_video/assets/demo_cascade``) or ``demo-distilled`` (its distilled stages, paper sec. 2.7)."""
     from importlib.resources import files
 
-    return Path(str(files("imagen_video"))) / "assets" / DEMO_CASCADE_ASSET
+    if name not in SHIPPED_CASCADES:
+        raise ValueError(f"no shipped cascade {name!r}; shipped: {', '.join(SHIPPED_CASCADES)}")
+    return Path(str(files("imagen_video"))) / "assets" / SHIPPED_CASCADES[name]
+
+
+def default_model_dir() -> Path:
+    """The cascade ``generate`` runs without ``--model``: the shipped ``DEFAULT_CASCADE``."""
+    return shipped_cascade_dir(DEFAULT_CASCADE)
+
+
+def resolve_model_dir(value: str | os.PathLike[str] | None) -> Path:
+    """``--model`` to a directory: None -> the default cascade; a shipped name (``demo``,
+    ``demo-distilled``) -> its asset directory unless a path of that name exists; else the path."""
+    if value is None:
+        return default_model_dir()
+    path = Path(value)
+    if str(value) in SHIPPED_CASCADES and not path.exists():
+        return shipped_cascade_dir(str(value))
+    return path
 
 
 def _split_stage(spec: str, scope: Sequence[str], option: str) -> tuple[list[str], str]:

@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--prompts", required=True, help="text file, one prompt per line (one video per prompt)"
     )
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--model", help="cascade directory to sample from (Cascade.from_pretrained)")
+    source.add_argument(
+        "--model", help="cascade directory to sample from, or a shipped cascade: demo, demo-distilled"
+    )
     source.add_argument("--videos", nargs="+", metavar="DIR", help="video directories, one run each")
     parser.add_argument(
         "--reference", metavar="DIR", help="reference (ground-truth) videos: FID/FVD, ground-truth row"
@@ -66,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
+    from imagen_video.cascade.cli_support import resolve_model_dir
     from imagen_video.cli import UserError
     from imagen_video.metrics import MetricsConfig, build_metrics
     from imagen_video.metrics.evaluate import VideoRun, evaluate_runs, generate_runs, write_report
@@ -93,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         metrics = build_metrics(config)  # loads the networks: fail before any sampling
         if args.model is not None:
             runs = generate_runs(
-                args.model,
+                resolve_model_dir(args.model),
                 prompts,
                 args.seeds or [0],
                 Path(args.out) / "videos",

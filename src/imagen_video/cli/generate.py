@@ -32,7 +32,10 @@ GUIDANCE_HELP = (
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared with `upsample`: model, seed, per-stage sampling overrides, output and device."""
     parser.add_argument("-o", "--output", help="output file (.mp4 .gif .webp) or PNG frame folder")
-    parser.add_argument("--model", help="cascade directory (default: the embedded demo cascade)")
+    parser.add_argument(
+        "--model",
+        help="cascade directory, or a shipped cascade: demo, demo-distilled (default: the shipped default)",
+    )
     parser.add_argument("--seed", type=int, help="random seed (default: a fresh one, printed)")
     parser.add_argument(
         "--steps",
@@ -182,9 +185,9 @@ def load_plan(
     from imagen_video.cascade.directory import CascadeLoadError, read_cascade_json
     from imagen_video.cascade.runner import select_stages
 
-    model_dir = Path(args.model) if args.model is not None else cli_support.default_model_dir()
-    if args.model is None and not model_dir.is_dir():
-        raise UserError(f"no --model given and the demo cascade is not installed at {model_dir}")
+    model_dir = cli_support.resolve_model_dir(args.model)
+    if (args.model is None or args.model in cli_support.SHIPPED_CASCADES) and not model_dir.is_dir():
+        raise UserError(f"the shipped cascade is not installed at {model_dir}")
     try:
         config = read_cascade_json(model_dir).config
         names = cli_support.parse_stage_list(args.stages, config) if upsample else None
