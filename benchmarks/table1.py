@@ -18,7 +18,7 @@ an interrupted run resumes where it stopped. Outputs: ``OUT/table1.json`` and ``
 (with the command and the machine). ``--smoke`` builds the tiny cascade, distills every stage for a
 few steps and makes the whole table in a minute on a CPU:
 
-    python benchmarks/table1.py --original cascades/demo --distilled cascades/demo-fast --out results/t1
+    python benchmarks/table1.py --original demo --distilled demo-distilled --out results/t1 --retime 1
     python benchmarks/table1.py --smoke --out /tmp/table1-smoke
 """
 
@@ -504,13 +504,23 @@ def build_smoke(out: Path, progress: bool) -> tuple[Path, Path, str]:
     return out / "original", out / "distilled", str(save_world_clip(clip, out / "world_clip"))
 
 
+def _cascade_dir(text: str) -> Path:
+    from imagen_video.cascade.cli_support import resolve_model_dir
+
+    return resolve_model_dir(text)
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line options (see the module docstring)."""
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--original", type=Path, help="original cascade directory")
-    p.add_argument("--distilled", type=Path, help="fully distilled cascade directory (same stage names)")
+    p.add_argument("--original", type=_cascade_dir, help="original cascade directory (or shipped name: demo)")
+    p.add_argument(
+        "--distilled",
+        type=_cascade_dir,
+        help="fully distilled cascade directory, same stage names (or shipped name: demo-distilled)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output / cache directory")
     p.add_argument(
         "--smoke", action="store_true", help="build a tiny original + distilled cascade and run on them"
