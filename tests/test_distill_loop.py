@@ -304,6 +304,10 @@ def test_cli_distill_assemble_and_generate(
     )
     assert cli_main(["distill", "--model", str(tmp_path / "orig"), "--stage", "tsr"]) == 2
     assert "required: --data, --out" in capsys.readouterr().err
+    assert cli_main([*args, "--weights-dtype", "fp16"]) == 2
+    assert "go with --assemble" in capsys.readouterr().err
+    assert cli_main([*assemble, "--t-start", "0.5"]) == 2
+    assert "not --stage/--data/--out/--t-start" in capsys.readouterr().err
 
 
 def test_truncated_start_distills_only_the_sampled_range(

@@ -171,9 +171,10 @@ def _assemble(args: argparse.Namespace) -> int:
 
     if not args.use:
         raise UserError("--assemble needs at least one --use STAGE=DIR")
-    if any(v is not None for v in (args.stage, args.data, args.out)):
+    if any(v is not None for v in (args.stage, args.data, args.out, args.t_start)):
         raise UserError(
-            "--assemble takes --model, --use, --name and --weights-dtype only (not --stage/--data/--out)"
+            "--assemble takes --model, --use, --name and --weights-dtype only "
+            "(not --stage/--data/--out/--t-start)"
         )
     replacements = dict(args.use)
     if len(replacements) != len(args.use):
@@ -198,6 +199,8 @@ def _distill(args: argparse.Namespace) -> int:
     ]
     if missing:
         raise UserError(f"the following arguments are required: {', '.join(missing)}")
+    if args.weights_dtype is not None or args.use or args.name is not None:
+        raise UserError("--weights-dtype, --use and --name go with --assemble")
     cascade, stage, model = load_cascade_stage(args.model, args.stage)
     if args.t_start is not None:
         try:
