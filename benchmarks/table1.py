@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -138,10 +137,12 @@ def row_overrides(row: Row, cascade: Cascade, settings: TableSettings) -> dict[s
     return overrides
 
 
-def row_cascade(row: Row, original: Cascade, distilled: Cascade) -> Cascade:
-    """The cascade of a row: original, original base + distilled SR stages, or fully distilled."""
+def row_cascade(row: Row, original: Cascade, distilled: Cascade | None) -> Cascade:
+    """The cascade of a row: original, original base + distilled SR stages, or fully distilled
+    (``distilled`` may be None for the original rows only; :func:`row_sources` checks that first)."""
     if row.combination == "original":
         return original
+    assert distilled is not None
     if row.combination == "distilled":
         return distilled
     return mixed_cascade(original, distilled, [s.name for s in original.config.stages[1:]])
@@ -244,19 +245,18 @@ def machine_info(device: torch.device) -> dict[str, Any]:
 
 
 def weights_digest(cascade_dir: Path) -> dict[str, str]:
-    """SHA-256 (first 16 hex digits) of every stage's tensors, by stage folder name: part of a row's
-    cache key, so videos of retrained or re-distilled weights in the same directory are not reused.
-    The safetensors header is hashed without its metadata, whose key order varies between writes."""
-    digests = {}
-    for weights in sorted(Path(cascade_dir).glob("*/model.safetensors")):
-        data = weights.read_bytes()
-        size = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + size])
-        header.pop("__metadata__", None)
-        digest = hashlib.sha256(json.dumps(header, sort_keys=True).encode())
-        digest.update(data[8 + size :])
-        digests[weights.parent.name] = digest.hexdigest()[:16]
-    return digests
+    """Digest (16 hex digits of :func:`~imagen_video.train.state.tensors_digest`) of every stage's
+    tensors, by stage folder name: part of a row's cache key, so videos of retrained or re-distilled
+    weights in the same directory are not reused. (The file bytes are no fingerprint: safetensors
+    writes the metadata keys in varying order.)"""
+    from safetensors.torch import load_file
+
+    from imagen_video.train.state import tensors_digest
+
+    return {
+        weights.parent.name: tensors_digest(load_file(str(weights)))[:16]
+        for weights in sorted(Path(cascade_dir).glob("*/model.safetensors"))
+    }
 
 
 def row_sources(row: Row, original_dir: Path, distilled_dir: Path | None) -> dict[str, Any]:
@@ -298,12 +298,13 @@ def sample_rows(
     """Sample (or read from the cache) the videos of ``rows``: (row, runs, seconds, sampled, stages)."""
     results = []
     for row in rows:
-        cascade = original if row.combination == "original" else row_cascade(row, original, distilled)
+        key_sources = row_sources(row, *sources)  # refuses a missing distilled cascade
+        cascade = row_cascade(row, original, distilled)
         overrides = row_overrides(row, cascade, settings)
         stages = [overrides[s.name].apply(s) for s in cascade.config.stages]
         key = {
             "row": row.key,
-            **row_sources(row, *sources),
+            **key_sources,
             "stages": [s.to_dict() for s in stages],
             "prompts": list(settings.prompts),
             "batch_size": settings.batch_size,
@@ -441,69 +442,6 @@ def render_markdown(table: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build_smoke(out: Path, progress: bool) -> tuple[Path, Path, str]:
-    """Tiny cascade (random weights, tiny T5), every stage distilled for a few steps on a synthetic
-    world dataset, a random tiny world CLIP: returns (original dir, distilled dir, world CLIP dir)."""
-    from imagen_video.cascade.presets import tiny_cascade
-    from imagen_video.distill import DistillConfig, assemble_distilled_cascade, distill_stage
-    from imagen_video.text.tiny import save_tiny_t5
-    from imagen_video.world.clip import WorldClip, WorldClipConfig, save_world_clip
-    from imagen_video.world.spec import ALL_COMBOS
-    from imagen_video.world.synth import SynthConfig, synthesize
-
-    words = sorted({w for c in ALL_COMBOS for w in c.caption.split()})
-    encoder = f"t5:{save_tiny_t5(out / 't5', words=words)}"
-    config = tiny_cascade(text_encoder=encoder, text_dim=32)
-    Cascade.from_config(config, generator=torch.Generator().manual_seed(0)).save_pretrained(out / "original")
-    data = synthesize(
-        out / "data",
-        SynthConfig(num_videos=8, frames=16, height=16, width=16, paraphrase_prob=0.0),
-        overwrite=True,
-        progress=False,
-    )
-    distill_cfg = DistillConfig(
-        guidance_steps=1,
-        start_steps=4,
-        target_steps=2,
-        steps_per_round=1,
-        batch_size=2,
-        warmup_steps=0,
-        checkpoint_every=10,
-        keep_checkpoints=1,
-    )
-    runs, cascade = {}, Cascade.from_pretrained(out / "original")
-    for stage in config.stages:
-        runs[stage.name] = out / "runs" / stage.name
-        if not (runs[stage.name] / "stage").is_dir():
-            distill_stage(
-                cascade.config.stage(stage.name),
-                cascade.models[stage.name],
-                data.parent,
-                runs[stage.name],
-                distill_cfg,
-                text_encoder=encoder,
-                text_max_length=config.text_max_length,
-                text_cache=out / "text_cache",
-                progress=progress,
-            )
-    assemble_distilled_cascade(out / "distilled", out / "original", runs)
-    clip_cfg = WorldClipConfig(
-        frames=8,
-        height=16,
-        width=16,
-        channels=(8, 16),
-        embed_dim=16,
-        text_encoder=encoder,
-        text_max_length=16,
-        text_dim=32,
-        text_hidden=32,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        clip = WorldClip(clip_cfg)
-    return out / "original", out / "distilled", str(save_world_clip(clip, out / "world_clip"))
-
-
 def _cascade_dir(text: str) -> Path:
     from imagen_video.cascade.cli_support import resolve_model_dir
 
@@ -593,7 +531,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     needs_distilled = any(r.combination != "original" for r in rows)
     if args.smoke:
-        original, distilled, world_clip = build_smoke(args.out / "smoke", progress)
+        from imagen_video.distill.smoke import build_smoke_cascades
+
+        original, distilled, world_clip = build_smoke_cascades(args.out / "smoke", progress=progress)
     elif original is None or (distilled is None and needs_distilled):
         print("table1: --original and --distilled are required (or --smoke)", file=sys.stderr)
         return 2

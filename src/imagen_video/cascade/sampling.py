@@ -212,8 +212,8 @@ def make_stage_denoiser(
             frames, rows, cols = region
             extra = {
                 "cond_video": cond_video[:, :, frames, rows, cols].repeat(repeat, 1, 1, 1, 1),
-                "aug_logsnr": aug_logsnr.repeat(repeat),
-            }  # type: ignore[union-attr]
+                "aug_logsnr": aug_logsnr.repeat(repeat),  # type: ignore[union-attr]
+            }
         if guidance_w is not None:
             extra["guidance_w"] = guidance_w
         with _autocast(z.device, autocast_dtype):

@@ -26,8 +26,14 @@ from imagen_video.cascade.directory import (
     write_cascade_json,
 )
 from imagen_video.cascade.runner import Cascade
-from imagen_video.cascade.stage_io import CONFIG_FILE, WEIGHTS_FILE, load_stage, read_stage_config
-from imagen_video.serialization import atomic_write, save_safetensors_atomic
+from imagen_video.cascade.stage_io import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    load_stage,
+    read_stage_config,
+    save_stage,
+)
+from imagen_video.serialization import atomic_write
 
 PathLike = str | os.PathLike[str]
 
@@ -71,20 +77,14 @@ WEIGHT_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 def _copy_stage(source: Path, target: Path, weights_dtype: str | None = None) -> None:
     """Copy a stage folder's weights then its config, each atomically; with ``weights_dtype``
-    ("fp16" / "bf16") the floating-point tensors are stored in that dtype (half the size; the loader
-    casts them back to the model's dtype)."""
-    if weights_dtype is None:
-        atomic_write(target / WEIGHTS_FILE, lambda tmp: shutil.copyfile(source / WEIGHTS_FILE, tmp))
-    else:
-        from safetensors import safe_open
-
-        with safe_open(str(source / WEIGHTS_FILE), framework="pt") as handle:
-            metadata = handle.metadata()
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
-        dtype = WEIGHT_DTYPES[weights_dtype]
-        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
-        save_safetensors_atomic(tensors, target / WEIGHTS_FILE, metadata=metadata)
-    atomic_write(target / CONFIG_FILE, lambda tmp: shutil.copyfile(source / CONFIG_FILE, tmp))
+    ("fp16" / "bf16") the network is re-saved with its floating-point tensors in that dtype (half the
+    size; the loader casts them back to the model's dtype)."""
+    if weights_dtype is not None:
+        config, model = load_stage(source, stage_name=target.name)
+        save_stage(target, config, model.to(WEIGHT_DTYPES[weights_dtype]))
+        return
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        atomic_write(target / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
 
 
 def assemble_distilled_cascade(
