@@ -131,7 +131,7 @@ def _write_mp4(frames: np.ndarray, path: Path, fps: float) -> None:
 
     x264's macroblock-tree rate control is off: with it, PyAV's libx264 encoded the same frames
     differently from run to run (decoded frames up to 25/255 apart); without it the file is
-    reproducible, at a negligible size cost on these short clips.
+    reproducible. The cost is size: the demo's 32x48x80 clip takes 43 KB instead of 22 KB.
     """
     import av
 
