@@ -254,7 +254,11 @@ def resolve_device(name: str) -> str:
 
 
 def process_seconds() -> float | None:
-    """Seconds since this process started (Linux ``/proc``), None where unknown."""
+    """Seconds since this process started (Linux ``/proc``), None where unknown.
+
+    The kernel's start time is the fork's: when a shell execs the command in place (the last command
+    of ``bash -c 'pip install . && imagen-video generate ...'``), it includes what the shell ran first.
+    """
     try:
         fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
         started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in clock ticks
