@@ -107,6 +107,21 @@ def test_ssr_must_keep_frames_and_enlarge() -> None:
         base.replace(cond_frames=4, cond_height=8, cond_width=8)
 
 
+def test_training_time_range_must_cover_the_sampler_start() -> None:
+    """A stage trained on t <= t_max cannot be sampled from above it; a base always starts at t = 1."""
+    ssr = tiny_cascade().stage("ssr")
+    short = ssr.replace(diffusion=ssr.diffusion.replace(t_max=0.4), sampler=ssr.sampler.replace(t_start=0.3))
+    assert short.diffusion.t_max == 0.4
+    with pytest.raises(ValueError, match=r"t_start=1.0 exceeds diffusion.t_max=0.4"):
+        short.replace(sampler=short.sampler.replace(t_start=1.0))
+    base = tiny_cascade().stages[0]
+    with pytest.raises(ValueError, match="a base stage is sampled from pure noise"):
+        base.replace(diffusion=base.diffusion.replace(t_max=0.5))
+    # what training draws is not the network: a checkpoint may continue under another t_max
+    assert short.trained_network() == ssr.trained_network()
+    assert short.architecture() != ssr.architecture()
+
+
 def test_cascade_validates_the_chain_and_names_the_stage() -> None:
     tiny = tiny_cascade()
     base, tsr, ssr = tiny.stages

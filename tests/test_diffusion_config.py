@@ -86,6 +86,8 @@ def test_presets_hold_paper_values() -> None:
         (lambda: DiffusionConfig(loss="l1"), "allowed: v_mse, eps_mse, x_mse, snr_trunc"),
         (lambda: DiffusionConfig(p_uncond=1.5), r"p_uncond=1.5 must be in \[0, 1\]"),
         (lambda: DiffusionConfig(aug_t_max=-0.1), r"aug_t_max=-0.1 must be in \[0, 1\]"),
+        (lambda: DiffusionConfig(t_max=0.0), r"t_max=0.0 must be in \(0, 1\]"),
+        (lambda: DiffusionConfig(t_max=1.5), r"t_max=1.5 must be in \(0, 1\]"),
         (lambda: ScheduleConfig(logsnr_min=5.0, logsnr_max=5.0), "logsnr_min < logsnr_max"),
         (lambda: ScheduleConfig(shift=float("nan")), "shift=nan must be a finite float"),
         (lambda: SamplerConfig(name="euler"), "allowed: ancestral, ddim, stochastic"),

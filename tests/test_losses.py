@@ -119,6 +119,28 @@ def test_timesteps_are_uniform_per_sample() -> None:
     assert abs(float(t.var()) - 1 / 12) < 0.01
 
 
+def test_t_max_draws_times_from_the_truncated_range() -> None:
+    """``t_max`` < 1 draws t ~ U(0, t_max) (SR stages sampled from t_start <= t_max); t_max = 1 is the
+    paper's draw, bit for bit."""
+    seen: list[torch.Tensor] = []
+
+    def record(z: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
+        seen.append(logsnr)
+        return torch.zeros_like(z)
+
+    x = torch.zeros(4000, 1)
+    for t_max in (0.3, 1.0):
+        diffusion_loss(record, x, DiffusionConfig(t_max=t_max), generator=torch.Generator().manual_seed(0))
+    truncated, full = seen
+    config = DiffusionConfig()
+    t = t_from_logsnr(truncated.double(), config.schedule)
+    assert float(t.max()) <= 0.3 + 1e-5 and abs(float(t.mean()) - 0.15) < 0.025 * 0.3
+    expected = logsnr_from_t(torch.rand(4000, generator=torch.Generator().manual_seed(0)), config.schedule)
+    torch.testing.assert_close(full, expected, rtol=0, atol=0)
+    # the same uniform draws, scaled by t_max
+    torch.testing.assert_close(t, 0.3 * t_from_logsnr(full.double(), config.schedule), rtol=0, atol=1e-5)
+
+
 def test_wrong_prediction_shape_raises() -> None:
     with pytest.raises(ValueError, match="expected z_t's"):
         diffusion_loss(lambda z, l: z[:, :1], data(), DiffusionConfig())

@@ -343,6 +343,12 @@ def test_cli_trains_from_a_config_file_and_resumes(world, tmp_path, capsys) -> N
     other = TINY.stage("base").replace(unet=TINY.stage("base").unet.replace(dropout=0.1))
     with pytest.raises(TrainSetupError, match="trained for a different stage network"):
         run(other, tiny_config(max_steps=4), data, tmp_path / "run", cache, resume=True)
+    # changing what training draws (here the text dropout) continues the run and says so
+    base = TINY.stage("base")
+    draws = base.replace(diffusion=base.diffusion.replace(p_uncond=0.5))
+    capsys.readouterr()
+    run(draws, tiny_config(max_steps=4), data, tmp_path / "run", cache, resume=True)
+    assert "note: diffusion.p_uncond 0.1 -> 0.5 since step_00000003" in capsys.readouterr().err
 
 
 def test_data_loader_workers_give_the_same_run(world, tmp_path) -> None:

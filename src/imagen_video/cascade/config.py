@@ -23,6 +23,9 @@ TEMPORAL_UPSAMPLE = ("repeat", "blank")
 SAMPLING_FIELDS = ("aug_logsnr", "sampler", "guidance", "threshold", "sample_tile")
 """StageConfig fields that only change how a stage is sampled, not its trained network; a cascade
 directory's ``cascade.json`` may set them differently from the stage folder's ``config.json``."""
+TRAINING_DRAW_FIELDS = ("p_uncond", "aug_t_max", "t_max")
+"""DiffusionConfig fields that only change what training draws (text dropout, augmentation and
+diffusion times), not the network or what it predicts: a resumed or fine-tuning run may change them."""
 
 _STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -112,6 +115,16 @@ class StageConfig(JsonConfig):
                 f"{owner}: sampler.t_start={self.sampler.t_start} needs an input video; a base stage "
                 "starts from pure noise (t_start = 1)"
             )
+        if self.kind == "base" and self.diffusion.t_max < 1.0:
+            raise ValueError(
+                f"{owner}: diffusion.t_max={self.diffusion.t_max} < 1, but a base stage is sampled "
+                "from pure noise at t = 1"
+            )
+        if self.sampler.t_start > self.diffusion.t_max:
+            raise ValueError(
+                f"{owner}: sampler.t_start={self.sampler.t_start} exceeds diffusion.t_max="
+                f"{self.diffusion.t_max}: the network was trained only on t <= {self.diffusion.t_max}"
+            )
 
     def _check_conditioning(self, owner: str) -> None:
         cond = (self.cond_frames, self.cond_height, self.cond_width)
@@ -183,6 +196,15 @@ class StageConfig(JsonConfig):
         for field in SAMPLING_FIELDS:
             data.pop(field)
         return data
+
+    def trained_network(self) -> dict[str, object]:
+        """:meth:`architecture` without ``TRAINING_DRAW_FIELDS``: what a checkpoint must share with the
+        stage that continues training it."""
+        data = self.architecture()
+        diffusion = dict(data.pop("diffusion"))  # type: ignore[call-overload]
+        for field in TRAINING_DRAW_FIELDS:
+            diffusion.pop(field)
+        return {**data, "diffusion": diffusion}
 
 
 @dataclasses.dataclass(frozen=True)

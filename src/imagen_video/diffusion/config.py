@@ -63,6 +63,11 @@ class DiffusionConfig(JsonConfig):
     per sample through ``schedule``. The default 0.5 (log-SNR 0, SNR 1) covers the paper's sampling
     levels "SNR 3 or 5" (log-SNR 1.1 / 1.6, i.e. t_a = 0.33 / 0.27 on the default schedule) well
     inside the training range, while not spending capacity on conditioning that is mostly noise.
+
+    ``t_max``: training draws the diffusion time ``t ~ U(0, t_max)`` instead of the paper's
+    ``U(0, 1)``. Only for super-resolution stages that are always sampled from their noised input at
+    ``SamplerConfig.t_start <= t_max`` (SDEdit): a small network then spends all of its training on
+    the noise levels it is sampled at. The default 1 is the paper's, with identical random draws.
     """
 
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
@@ -70,6 +75,7 @@ class DiffusionConfig(JsonConfig):
     loss: str = "v_mse"  # "v_mse" (default), "eps_mse" (paper eq. 2), "x_mse", "snr_trunc"
     p_uncond: float = 0.1  # probability of dropping the text for classifier-free guidance
     aug_t_max: float = 0.5  # max t of the noise-conditioning-augmentation level in training
+    t_max: float = 1.0  # max diffusion time t in training (< 1: SR stages sampled from t_start <= t_max)
 
     def __post_init__(self) -> None:
         _check_choice("DiffusionConfig", "prediction", self.prediction, PREDICTIONS)
@@ -78,6 +84,8 @@ class DiffusionConfig(JsonConfig):
             raise ValueError(f"DiffusionConfig.p_uncond={self.p_uncond!r} must be in [0, 1]")
         if not 0.0 <= self.aug_t_max <= 1.0:
             raise ValueError(f"DiffusionConfig.aug_t_max={self.aug_t_max!r} must be in [0, 1]")
+        if not 0.0 < self.t_max <= 1.0:
+            raise ValueError(f"DiffusionConfig.t_max={self.t_max!r} must be in (0, 1]")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -78,12 +78,15 @@ def diffusion_loss(
 
     ``predict(z_t, logsnr) -> raw`` is the network with its conditioning bound (raw has z_t's shape
     and is a ``config.prediction``). Randomness, in this order from ``generator``: if ``logsnr`` is
-    None, ``t ~ U(0, 1)`` of shape (B,) (float32) mapped through ``config.schedule``; then, if
-    ``noise`` is None, ``eps ~ N(0, I)`` of x's shape (float32). Arithmetic is at least float32.
+    None, ``t ~ U(0, config.t_max)`` of shape (B,) (float32; the paper's U(0, 1) by default) mapped
+    through ``config.schedule``; then, if ``noise`` is None, ``eps ~ N(0, I)`` of x's shape
+    (float32). Arithmetic is at least float32.
     """
     batch = x.shape[0]
     if logsnr is None:
         t = _random.rand((batch,), generator=generator, device=x.device)
+        if config.t_max < 1.0:
+            t = t * config.t_max
         logsnr = logsnr_from_t(t, config.schedule)
     if noise is None:
         noise = _random.randn(x.shape, generator=generator, device=x.device)

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from imagen_video.cascade.config import StageConfig
+from imagen_video.cascade.config import TRAINING_DRAW_FIELDS, StageConfig
 from imagen_video.cascade.stage_io import save_stage
 from imagen_video.data import SampleKey
 from imagen_video.models import VideoUNet
@@ -169,7 +169,7 @@ class _Trainer:
         from imagen_video.cascade.stage_io import check_weights_match, load_stage_weights, read_stage_config
 
         saved = read_stage_config(folder)
-        if saved.architecture() != self.stage.architecture():
+        if saved.trained_network() != self.stage.trained_network():
             raise TrainSetupError(
                 f"--init-from {str(folder)!r} holds a different network than stage {self.stage.name!r}; "
                 "pass the cascade it came from as --cascade (e.g. its cascade directory)"
@@ -207,13 +207,21 @@ class _Trainer:
         self.last_checkpoint = path
 
     def _check_compatible(self, path: Path, state: dict[str, Any]) -> None:
-        """Refuse a checkpoint of another network; warn when the data order of the run changes."""
+        """Refuse a checkpoint of another network; say when the training draws or the data order of
+        the run change."""
         saved = StageConfig.from_dict(state["stage_config"])
-        if saved.architecture() != self.stage.architecture():
+        if saved.trained_network() != self.stage.trained_network():
             raise TrainSetupError(
                 f"checkpoint {path} was trained for a different stage network ({saved.name!r}); resume "
                 "with the same stage config or choose another output directory"
             )
+        draws = [
+            f"diffusion.{f} {getattr(saved.diffusion, f)} -> {getattr(self.stage.diffusion, f)}"
+            for f in TRAINING_DRAW_FIELDS
+            if getattr(saved.diffusion, f) != getattr(self.stage.diffusion, f)
+        ]
+        if draws and self.ctx.is_main:
+            print(f"note: {', '.join(draws)} since {path.name}", file=sys.stderr)
         changed = [f for f in DATA_ORDER_FIELDS if state["train_config"][f] != self.cfg.to_dict()[f]]
         if changed and self.ctx.is_main:
             print(
