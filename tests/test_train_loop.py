@@ -307,6 +307,9 @@ def test_cli_bad_inputs_fail_at_once_with_a_message(tmp_path, capsys, no_model, 
         (["--stage", "tsr", "--data", str(images_only)], "no video records"),
         (["--stage", "ssr9", "--data", str(data)], "has no stage 'ssr9'; stages: base, tsr, ssr"),
         (["--stage", "base", "--data", str(data), "--cascade", "huge"], "unknown cascade preset 'huge'"),
+        (["--stage", "base", "--data", str(data), "--t-max", "0.5"], "sampled from pure noise"),
+        (["--stage", "tsr", "--data", str(data), "--t-max", "0.5"], "exceeds diffusion.t_max=0.5"),
+        (["--stage", "tsr", "--data", str(data), "--t-max", "0"], "t_max=0.0 must be in (0, 1]"),
     ]
     for args, message in cases:
         code, _, err = _cli(capsys, *args, "--out", out)
@@ -349,6 +352,22 @@ def test_cli_trains_from_a_config_file_and_resumes(world, tmp_path, capsys) -> N
     capsys.readouterr()
     run(draws, tiny_config(max_steps=4), data, tmp_path / "run", cache, resume=True)
     assert "note: diffusion.p_uncond 0.1 -> 0.5 since step_00000003" in capsys.readouterr().err
+
+
+def test_cli_t_max_trains_an_sr_stage_on_its_sampling_range(world, tmp_path, capsys) -> None:
+    data, cache = world
+    cascade = TINY.replace(
+        stages=tuple(
+            s.replace(sampler=s.sampler.replace(t_start=0.3)) if s.name == "tsr" else s for s in TINY.stages
+        )
+    )
+    path = tmp_path / "cascade.json"
+    path.write_text(cascade.to_json())
+    args = ["--stage", "tsr", "--data", str(data), "--out", str(tmp_path / "run"), "--cascade", str(path)]
+    code, out, err = _cli(capsys, *args, "--text-cache", str(cache), "--max-steps", "1", "--t-max", "0.4")
+    assert code == 0, err
+    saved = json.loads((tmp_path / "run" / "stage" / "config.json").read_text())
+    assert saved["diffusion"]["t_max"] == 0.4 and saved["sampler"]["t_start"] == 0.3
 
 
 def test_data_loader_workers_give_the_same_run(world, tmp_path) -> None:

@@ -1,7 +1,8 @@
 """`imagen-video train`: train one stage of a cascade (paper sec. 2.2), resumable and torchrun-ready.
 
     imagen-video train --stage base --data DATA --out runs/base [--cascade demo] [--config train.json]
-                       [--resume] [--max-steps N] [--batch-size N] [--lr X] [--text-cache DIR]
+                       [--resume] [--max-steps N] [--batch-size N] [--lr X] [--t-max T]
+                       [--text-cache DIR]
     torchrun --nproc_per_node 2 -m imagen_video.cli train ...   (data-parallel, same arguments)
 
 Bad input (unknown stage, missing data path, empty dataset, caption file without media) fails before
@@ -67,6 +68,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--lr", type=float, default=None, help="override the peak learning rate")
     parser.add_argument(
+        "--t-max",
+        type=float,
+        default=None,
+        help="draw training times t ~ U(0, T) instead of U(0, 1): for an SR stage sampled from its "
+        "noised input at t_start <= T (DiffusionConfig.t_max)",
+    )
+    parser.add_argument(
         "--text-cache", type=Path, default=None, help="embedding cache dir (default OUT/text_cache)"
     )
     parser.add_argument(
@@ -91,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         cascade = resolve_cascade(args.cascade)
         stage = cascade.stage(args.stage)
+        if args.t_max is not None:
+            stage = stage.replace(diffusion=stage.diffusion.replace(t_max=args.t_max))
         overrides = {"max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr}
         train_cfg = load_train_config(args.config, **overrides)
         if args.fsdp:
