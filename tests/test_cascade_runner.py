@@ -270,6 +270,38 @@ def test_truncated_start_begins_at_t_start_from_the_noised_upsampled_input(tiny:
         tiny.generate(PROMPT, progress=False, overrides={"base": StageOverride(t_start=0.5)})
 
 
+def test_interpolated_start_noises_linearly_interpolated_frames(tiny: Cascade) -> None:
+    """``start_from="interpolated"``: the same draws, but the start blends the input frames in time
+    instead of repeating them, so z_t0 differs by exactly alpha_t0 (interpolated - repeated)."""
+    from imagen_video.cascade.sampling import upsample_input
+    from imagen_video.diffusion import alpha_sigma, logsnr_from_t
+    from imagen_video.models import interpolate_frames
+
+    tsr = FirstCall(tiny.models["tsr"])
+    cascade = Cascade(tiny.config, {**tiny.models, "tsr": tsr}, text_encoder=HashTextEncoder())
+    previous = cascade.generate(PROMPT, generator=_seed(5), stages=["base"], progress=False).video
+    firsts = []
+    for start_from in ("upsampled", "interpolated"):
+        stage = tiny.config.stage("tsr")
+        stage = stage.replace(sampler=stage.sampler.replace(steps=2, t_start=0.2, start_from=start_from))
+        cascade.config = tiny.config.replace(
+            stages=tuple(stage if s.name == "tsr" else s for s in tiny.config.stages)
+        )
+        tsr.first = None
+        cascade.generate(PROMPT, generator=_seed(5), stages=["base", "tsr"], progress=False)
+        firsts.append(tsr.first[0][:1])  # the conditional half of the guided batch
+    stage = tiny.config.stage("tsr")
+    repeated = upsample_input(stage, previous * 2.0 - 1.0)
+    factor = stage.temporal_factor
+    assert factor > 1
+    interpolated = interpolate_frames(repeated[:, :, ::factor], factor)
+    alpha, _ = alpha_sigma(logsnr_from_t(torch.tensor([0.2], dtype=torch.float64), stage.diffusion.schedule))
+    torch.testing.assert_close(
+        firsts[1] - firsts[0], float(alpha) * (interpolated - repeated), atol=1e-5, rtol=0
+    )
+    assert float((interpolated - repeated).abs().max()) > 1e-3
+
+
 def test_upsample_runs_windows_null_conditioned(tiny: Cascade) -> None:
     encoder = HashTextEncoder()
     counters = _counting(tiny)

@@ -95,6 +95,7 @@ def test_presets_hold_paper_values() -> None:
         (lambda: SamplerConfig(steps=2.5), r"steps=2.5 must be an integer >= 1"),  # type: ignore[arg-type]
         (lambda: SamplerConfig(gamma=1.5), r"gamma=1.5 must be in \[0, 1\]"),
         (lambda: SamplerConfig(gamma=-0.01), r"gamma=-0.01 must be in \[0, 1\]"),
+        (lambda: SamplerConfig(start_from="noise"), "allowed: upsampled, interpolated"),
         (lambda: GuidanceConfig(mode="cosine"), "allowed: constant, oscillating"),
         (lambda: GuidanceConfig(w=-1.0), "eq. 5 convention"),
         (lambda: GuidanceConfig(mode="oscillating", constant_steps=-1), "constant_steps=-1 must be >= 0"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from imagen_video.models import upsample_video
+from imagen_video.models import interpolate_frames, upsample_video
 
 
 def test_shapes_spatial_and_temporal() -> None:
@@ -55,3 +55,20 @@ def test_errors_name_allowed_values() -> None:
         upsample_video(video, (8, 6, 10), temporal="interpolate")
     with pytest.raises(ValueError, match=r"\(B, C, T, H, W\)"):
         upsample_video(video[0], (8, 6, 10))
+
+
+def test_interpolate_frames_keeps_inputs_blends_between_and_holds_the_last() -> None:
+    video = torch.randn(2, 3, 4, 5, 6)
+    out = interpolate_frames(video, 4)
+    assert out.shape == (2, 3, 16, 5, 6)
+    torch.testing.assert_close(out[:, :, ::4], video)  # input frame i at 4 i, like upsample_video
+    torch.testing.assert_close(out[:, :, 1], 0.75 * video[:, :, 0] + 0.25 * video[:, :, 1])
+    torch.testing.assert_close(out[:, :, 6], 0.5 * video[:, :, 1] + 0.5 * video[:, :, 2])
+    torch.testing.assert_close(out[:, :, 13:], video[:, :, 3:].expand(-1, -1, 3, -1, -1))
+    # a ramp in time stays a ramp (up to the held tail): motion is not frozen in repeated pairs
+    ramp = torch.arange(4.0).view(1, 1, 4, 1, 1)
+    assert interpolate_frames(ramp, 2).flatten().tolist() == [0, 0.5, 1, 1.5, 2, 2.5, 3, 3]
+    torch.testing.assert_close(interpolate_frames(video, 1), video)
+    assert interpolate_frames(video[:, :, :1], 3).shape == (2, 3, 3, 5, 6)
+    with pytest.raises(ValueError, match="factor must be an integer >= 1"):
+        interpolate_frames(video, 0)

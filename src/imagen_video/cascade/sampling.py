@@ -30,7 +30,7 @@ from imagen_video.diffusion.config import GuidanceConfig, ThresholdConfig, no_gu
 from imagen_video.diffusion.guidance import Denoise, GuidanceSchedule, guided_denoiser, threshold
 from imagen_video.diffusion.parameterization import to_x
 from imagen_video.diffusion.schedule import alpha_sigma, logsnr_from_t
-from imagen_video.models import upsample_video
+from imagen_video.models import interpolate_frames, upsample_video
 from imagen_video.samplers import Callback, initial_noise, run_sampler
 
 
@@ -254,9 +254,20 @@ def upsample_input(stage: StageConfig, previous: torch.Tensor) -> torch.Tensor:
     return upsample_video(previous.float(), size=size, temporal=stage.temporal_upsample)
 
 
+def start_frames(stage: StageConfig, upsampled: torch.Tensor) -> torch.Tensor:
+    """The frames a truncated start noises (``SamplerConfig.start_from``): the upsampled input
+    (:func:`upsample_input`) itself, or its input frames (every k-th, k the temporal factor) linearly
+    interpolated in time (:func:`~imagen_video.models.interpolate_frames`)."""
+    factor = stage.temporal_factor
+    if stage.sampler.start_from == "upsampled" or factor == 1:
+        return upsampled
+    return interpolate_frames(upsampled[:, :, ::factor], factor)
+
+
 def truncated_start(stage: StageConfig, upsampled: torch.Tensor, z_1: torch.Tensor) -> torch.Tensor:
-    """``z_t0 = alpha_t0 x_up + sigma_t0 z_1``: the upsampled input (:func:`upsample_input`) noised to
-    ``t0 = stage.sampler.t_start`` by the forward process (eq. 1), where the sampler starts (SDEdit)."""
+    """``z_t0 = alpha_t0 x_0 + sigma_t0 z_1``: the upsampled input's :func:`start_frames` ``x_0`` noised
+    to ``t0 = stage.sampler.t_start`` by the forward process (eq. 1), where the sampler starts (SDEdit)."""
+    upsampled = start_frames(stage, upsampled)
     t0 = torch.tensor([stage.sampler.t_start], dtype=torch.float64)
     alpha, sigma = alpha_sigma(logsnr_from_t(t0, stage.diffusion.schedule))
     return float(alpha) * upsampled.to(z_1) + float(sigma) * z_1

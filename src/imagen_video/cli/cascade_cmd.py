@@ -129,7 +129,8 @@ def _show(args: argparse.Namespace) -> int:
         shape = f"{stage.frames}x{stage.height}x{stage.width} @ {stage.fps:g} fps"
         aug = f", aug log-SNR {stage.aug_logsnr:.2f}" if stage.is_super_resolution else ""
         if stage.sampler.t_start < 1.0:
-            aug += f", start t={stage.sampler.t_start:g} from the input"
+            frames = " (interpolated)" if stage.sampler.start_from == "interpolated" else ""
+            aug += f", start t={stage.sampler.t_start:g} from the input{frames}"
         print(
             f"  {stage.name:<8} {stage.kind:<4} {shape}  {stage.sampler.name} {stage.sampler.steps} steps, "
             f"guidance {weight}, threshold {stage.threshold.mode}{aug}"

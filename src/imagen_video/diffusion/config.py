@@ -20,6 +20,7 @@ from imagen_video.serialization import JsonConfig
 PREDICTIONS = ("v", "eps", "x")
 LOSSES = ("v_mse", "eps_mse", "x_mse", "snr_trunc")
 SAMPLER_NAMES = ("ancestral", "ddim", "stochastic")
+START_FROM = ("upsampled", "interpolated")
 GUIDANCE_MODES = ("constant", "oscillating")
 THRESHOLD_MODES = ("none", "static", "dynamic")
 
@@ -97,13 +98,18 @@ class SamplerConfig(JsonConfig):
     not state the paper's value; 0.3 is our default. ``t_start`` < 1 (super-resolution stages only)
     starts the sampler at time ``t_start`` from the stage's upsampled input, noised by the forward
     process (SDEdit, Meng et al. 2021), instead of from pure noise at t = 1 as in the paper: fewer,
-    easier denoising steps for an SR stage that has not learned the high-noise end well.
+    easier denoising steps for an SR stage that has not learned the high-noise end well. ``start_from``
+    picks the frames that start is noised from: ``"upsampled"``, the stage's upsampled input (the
+    frames it is conditioned on: repeated frames in time), or ``"interpolated"``, the input frames
+    linearly interpolated in time (temporal SR stages), so a start near t = 0 does not freeze motion
+    in groups of repeated frames.
     """
 
     name: str = "ancestral"  # "ancestral" (paper eq. 4), "ddim", "stochastic" (distilled, sec. 2.7)
     steps: int = 256  # number of denoiser evaluations (paper: 256 base, 128 SR, 8 distilled)
     gamma: float = 0.3  # ancestral stochasticity in [0, 1]
     t_start: float = 1.0  # SR stages: < 1 starts from the upsampled input noised to t_start (SDEdit)
+    start_from: str = "upsampled"  # frames of that start: "upsampled" (as conditioned), "interpolated"
 
     def __post_init__(self) -> None:
         _check_choice("SamplerConfig", "name", self.name, SAMPLER_NAMES)
@@ -113,6 +119,7 @@ class SamplerConfig(JsonConfig):
             raise ValueError(f"SamplerConfig.gamma={self.gamma!r} must be in [0, 1]")
         if not 0.0 < self.t_start <= 1.0:
             raise ValueError(f"SamplerConfig.t_start={self.t_start!r} must be in (0, 1]")
+        _check_choice("SamplerConfig", "start_from", self.start_from, START_FROM)
 
 
 @dataclasses.dataclass(frozen=True)

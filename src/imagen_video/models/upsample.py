@@ -46,3 +46,25 @@ def upsample_video(video: Tensor, size: tuple[int, int, int], temporal: str = "r
     out = torch.zeros(b, c, frames, factor, out_h, out_w, dtype=video.dtype, device=video.device)
     out[:, :, :, 0] = video
     return out.flatten(2, 3)  # (B, C, T*k, H', W')
+
+
+def interpolate_frames(video: Tensor, factor: int) -> Tensor:
+    """Linear interpolation in time of a video (B, C, T, H, W) to (B, C, T * factor, H, W).
+
+    Input frame i lands on output frame ``factor * i`` (the alignment of :func:`upsample_video`), the
+    frames between two inputs blend them linearly, and the ``factor - 1`` frames after the last input
+    hold it. A temporal super-resolution stage's truncated start noises these frames rather than
+    repeated ones, so motion is not frozen in pairs when it starts close to t = 0 (SDEdit).
+    """
+    if video.dim() != 5:
+        raise ValueError(f"video must have shape (B, C, T, H, W), got {tuple(video.shape)}")
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"factor must be an integer >= 1, got {factor!r}")
+    frames = video.shape[2]
+    if factor == 1 or frames == 1:
+        return video.repeat_interleave(factor, dim=2)
+    step = torch.arange((frames - 1) * factor + 1, device=video.device, dtype=torch.float64) / factor
+    left = step.floor().long().clamp(max=frames - 2)  # (T', ) index of the earlier input frame
+    weight = (step - left).to(video.dtype).view(1, 1, -1, 1, 1)
+    blended = video[:, :, left] * (1 - weight) + video[:, :, left + 1] * weight
+    return torch.cat([blended, video[:, :, -1:].expand(-1, -1, factor - 1, -1, -1)], dim=2)
