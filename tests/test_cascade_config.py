@@ -63,6 +63,9 @@ def test_demo_preset_follows_the_paper_pattern() -> None:
     assert demo.stages[-1].unet.is_fully_convolutional and demo.stages[-1].train_crop == (24, 40)
     assert not any(s.use_images for s in demo.stages if s.kind == "tsr")
     assert [s.guidance.mode for s in demo.stages] == ["oscillating"] * 3 + ["constant"] * 2
+    # SR stages start from their noised input (SDEdit), temporal ones from interpolated frames
+    assert [s.sampler.t_start for s in demo.stages] == [1.0, 0.3, 0.3, 0.1, 0.1]
+    assert [s.sampler.start_from for s in demo.stages[1:]] == ["interpolated", "upsampled"] * 2
 
 
 def test_tiny_preset_shapes() -> None:
