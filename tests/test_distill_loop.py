@@ -314,12 +314,13 @@ def test_truncated_start_distills_only_the_sampled_range(
     world: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An SR stage whose sampler starts at t0 = 0.5 (from its noised input): every network call of
-    both phases is at t <= t0, the distilled stage keeps t0, and a resume with another t0 is refused."""
+    both phases is at t <= t0, the distilled stage keeps t0 (and its start frames), and a resume with
+    another t0 is refused."""
     from imagen_video.diffusion.schedule import logsnr_from_t
     from imagen_video.distill import objectives
 
     stage = CASCADE.stage("tsr")
-    truncated = stage.replace(sampler=stage.sampler.replace(t_start=0.5))
+    truncated = stage.replace(sampler=stage.sampler.replace(t_start=0.5, start_from="interpolated"))
     seen: list[torch.Tensor] = []
     real = objectives.network_raw
     monkeypatch.setattr(
@@ -338,3 +339,4 @@ def test_truncated_start_distills_only_the_sampled_range(
     assert done.completed
     sampler = _stage_json(out / "stage")["sampler"]
     assert (sampler["name"], sampler["steps"], sampler["t_start"]) == ("stochastic", 2, 0.5)
+    assert sampler["start_from"] == "interpolated"

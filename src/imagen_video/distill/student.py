@@ -71,11 +71,14 @@ def rescale_guidance(guidance: GuidanceConfig, from_steps: int, to_steps: int) -
 
 def distilled_stage_config(stage: StageConfig, student_steps: int, source_steps: int) -> StageConfig:
     """Stage config of an ``student_steps``-step distilled model: stochastic sampler (sec. 2.7, math
-    sec. 12) over the stage's time range (its ``sampler.t_start``, which the rounds distilled) and the
-    stage's guidance schedule rescaled from the source's ``source_steps`` steps."""
+    sec. 12) over the stage's time range (its ``sampler.t_start``, which the rounds distilled) from
+    the same start frames (``sampler.start_from``), and the stage's guidance schedule rescaled from
+    the source's ``source_steps`` steps."""
     if not stage.unet.use_guidance_embedding:
         raise ValueError(f"stage {stage.name!r}: a distilled stage must be guidance-conditioned")
     return stage.replace(
-        sampler=distilled_sampler(student_steps, stage.sampler.t_start),
+        sampler=distilled_sampler(student_steps, stage.sampler.t_start).replace(
+            start_from=stage.sampler.start_from
+        ),
         guidance=rescale_guidance(stage.guidance, source_steps, student_steps),
     )
