@@ -6,7 +6,8 @@
 #
 #   RUNS=/path/to/runs bash scripts/train_demo_cascade.sh
 #
-# Step counts are overridable: BASE_STEPS, TSR1_STEPS, SSR1_STEPS, TSR2_STEPS, SSR2_STEPS.
+# Step counts are overridable: BASE_STEPS, TSR1_STEPS, SSR1_STEPS, TSR2_STEPS, SSR2_STEPS, and the
+# totals after the fine-tuning phase, TSR2_FT_STEPS and SSR2_FT_STEPS.
 # Continue the shipped stages instead:  FROM_SHIPPED=1 SSR2_STEPS=3000 ... bash scripts/train_demo_cascade.sh
 set -euo pipefail
 RUNS=${RUNS:-runs/demo}
@@ -37,12 +38,12 @@ if [ "${FROM_SHIPPED:-0}" = 1 ]; then
   CASCADE=$(python -c "from imagen_video.cascade.cli_support import shipped_cascade_dir as d; print(d('demo'))")
 fi
 
-train() {  # stage steps config
+train() {  # stage steps config [more train options]
   local start=()
   if [ -e "$RUNS/$1/checkpoints/latest" ]; then start=(--resume)
   elif [ "$CASCADE" != demo ]; then start=(--init-from "$CASCADE/$1"); fi
   $IV train --stage "$1" --data "$RUNS/world" --out "$RUNS/$1" --cascade "$CASCADE" --config "$3" \
-      --max-steps "$2" --text-cache "$RUNS/text_cache" --no-progress "${start[@]}"
+      --max-steps "$2" --text-cache "$RUNS/text_cache" --no-progress "${start[@]}" "${@:4}"
 }
 
 # Build the text-embedding cache once, before the chains share it.
@@ -53,8 +54,12 @@ base_pid=$!
 {
   train tsr1 "${TSR1_STEPS:-1000}" "$RUNS/train_sr.json"
   train ssr1 "${SSR1_STEPS:-2500}" "$RUNS/train_sr.json"
-  train tsr2 "${TSR2_STEPS:-1800}" "$RUNS/train_sr.json"
-  train ssr2 "${SSR2_STEPS:-3200}" "$RUNS/train_sr.json"
+  train tsr2 "${TSR2_STEPS:-1768}" "$RUNS/train_sr.json"
+  train ssr2 "${SSR2_STEPS:-4251}" "$RUNS/train_sr.json"
+  # Fine-tuning (session 4): the demo samples tsr2 and ssr2 from t = 0.1 (their noised input), so they
+  # continue on t ~ U(0, 0.35) only, close to the times they are sampled at.
+  train tsr2 "${TSR2_FT_STEPS:-4316}" "$RUNS/train_sr.json" --t-max 0.35
+  train ssr2 "${SSR2_FT_STEPS:-6793}" "$RUNS/train_sr.json" --t-max 0.35
 } > "$RUNS/sr.log" 2>&1
 wait "$base_pid"
 
