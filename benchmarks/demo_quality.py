@@ -3,7 +3,9 @@
 Samples one video per prompt and seed with the cascade's own sampling defaults (or per-stage
 overrides, as ``generate`` takes them) and scores it with both in-domain evaluators (issue 5):
 attribute accuracy (color, shape and motion all right) and the world-CLIP score / R-Precision (99
-distractors) / Fréchet distance. The ground-truth row scores world renders of the same prompts.
+distractors) / Fréchet distance, and the motion's unevenness (``motion_step_cv``: about 0 for constant
+speed, about 1 for frames repeated in pairs). The ground-truth row scores world renders of the same
+prompts.
 Prints a Markdown table and writes it with the settings as JSON when ``--out`` is given.
 
     python benchmarks/demo_quality.py                      # the shipped demo cascade
@@ -26,7 +28,7 @@ from imagen_video.cascade.cli_support import parse_overrides, resolve_model_dir
 from imagen_video.world.evaluate import evaluate_world, ground_truth_row
 
 PROMPTS = Path(__file__).with_name("world_prompts.txt")
-KEYS = ("attribute_accuracy", "clip_score", "r_precision", "fd")
+KEYS = ("attribute_accuracy", "clip_score", "r_precision", "fd", "motion_step_cv")
 
 
 def score(cascade: Cascade, prompts: list[str], seed: int, overrides: dict) -> dict:
@@ -69,6 +71,7 @@ def table(rows: dict[str, list[dict]]) -> str:
         "clip_score",
         "r_precision",
         "fd",
+        "motion_step_cv",
     )
     lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for name, runs in rows.items():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from imagen_video.world.analyze import analyze_clip, attribute_accuracy, to_thwc
+from imagen_video.world.analyze import analyze_clip, attribute_accuracy, motion_step_cv, to_thwc
 from imagen_video.world.render import render_batch, render_clip
 from imagen_video.world.spec import ALL_COMBOS, ALL_STILLS, DEFAULT_HOLDOUT, Combo
 
@@ -81,3 +81,15 @@ def test_tolerates_mild_noise() -> None:
     videos = render_batch(combos, frames=16, height=24, width=40, seed=5).astype(np.float64) / 255.0
     noisy = np.clip(videos + np.random.default_rng(0).normal(0, 0.03, videos.shape), 0, 1)
     assert attribute_accuracy(noisy, combos, layout="THWC")["overall"] >= 0.95
+
+
+def test_motion_step_cv_is_zero_for_constant_speed_and_high_for_repeated_frames() -> None:
+    combos = [c for c in ALL_COMBOS if c.motion.startswith("moving")][:8]
+    videos = render_batch(combos, frames=32, height=48, width=80, seed=7)  # (B, T, H, W, 3) uint8
+    assert motion_step_cv(videos, combos) < 0.1
+    pairs = np.repeat(videos[:, ::2], 2, axis=1)  # every other frame, shown twice (frozen TSR)
+    assert motion_step_cv(pairs, combos) > 0.8
+    still = [Combo("red", "circle", "growing")]
+    assert motion_step_cv(render_batch(still, frames=8, height=24, width=40, seed=0), still) is None
+    with pytest.raises(ValueError, match="one prompt per clip"):
+        motion_step_cv(videos, combos[:2])

@@ -241,3 +241,29 @@ def attribute_accuracy(
         "motion": float(np.mean([r.motion == c.motion for r, c in zip(results, targets, strict=True)])),
         "per_prompt": {k: float(np.mean(v)) for k, v in per_prompt.items()},
     }
+
+
+def motion_step_cv(videos: Any, combos: Sequence[Combo | str], layout: str | None = None) -> float | None:
+    """Unevenness of the motion: the coefficient of variation (std / mean) of the per-frame step of
+    the coverage centroid, averaged over the clips whose prompt moves the object (not in the paper;
+    a check of temporal super-resolution, paper sec. 2.2).
+
+    Constant speed, as rendered, gives about 0; frames repeated in pairs (a TSR stage that keeps its
+    repeated input) give about 1. Clips where the object is missing in some frame are skipped;
+    ``None`` when no clip qualifies.
+    """
+    clips = as_clip_list(videos, layout)
+    targets = _as_combos(combos)
+    if len(clips) != len(targets):
+        raise ValueError(f"need one prompt per clip; got {len(clips)} clips, {len(targets)} prompts")
+    values = []
+    for clip, combo in zip(clips, targets, strict=True):
+        if not combo.motion.startswith("moving") or clip.shape[0] < 3:
+            continue
+        m = measure_frames(clip)
+        if not m.present.all():
+            continue
+        steps = np.hypot(np.diff(m.cx), np.diff(m.cy))  # (T - 1,) in frame units
+        if steps.mean() > 0:
+            values.append(steps.std() / steps.mean())
+    return float(np.mean(values)) if values else None

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from imagen_video.world.analyze import as_clip_list, attribute_accuracy
+from imagen_video.world.analyze import as_clip_list, attribute_accuracy, motion_step_cv
 from imagen_video.world.clip import (
     WorldClip,
     clip_score_from_frames,
@@ -50,7 +50,9 @@ def evaluate_world(
     uint8. ``reference``: clips for the FD (default: the prompts rendered with ``seed + 1`` at the
     first video's size). Returns ``attribute_accuracy`` (all three attributes right), ``clip_score``
     (0-100), ``r_precision`` (0-1, ``distractors`` drawn with ``seed``), ``fd`` (``None`` with fewer
-    than 2 videos), plus ``attributes`` (per-attribute and per-prompt accuracy) and ``num_videos``.
+    than 2 videos), ``motion_step_cv`` (unevenness of the motion, :func:`motion_step_cv`; ``None``
+    without moving prompts), plus ``attributes`` (per-attribute and per-prompt accuracy) and
+    ``num_videos``.
     """
     from imagen_video.metrics import frechet_distance
 
@@ -70,6 +72,7 @@ def evaluate_world(
         "clip_score": clip_score_from_frames(frames, prompts, model),
         "r_precision": r_precision_from_frames(frames, prompts, model, distractors=distractors, seed=seed),
         "fd": fd,
+        "motion_step_cv": motion_step_cv(clips, prompts, layout="THWC"),
         "attributes": accuracy,
         "num_videos": len(clips),
     }
