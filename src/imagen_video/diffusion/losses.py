@@ -84,9 +84,7 @@ def diffusion_loss(
     """
     batch = x.shape[0]
     if logsnr is None:
-        t = _random.rand((batch,), generator=generator, device=x.device)
-        if config.t_max < 1.0:
-            t = t * config.t_max
+        t = _random.rand((batch,), generator=generator, device=x.device) * config.t_max  # exact for 1
         logsnr = logsnr_from_t(t, config.schedule)
     if noise is None:
         noise = _random.randn(x.shape, generator=generator, device=x.device)
