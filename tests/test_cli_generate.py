@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from imagen_video.cascade import cli_support, export
+from imagen_video.cascade.directory import read_cascade_json
 from imagen_video.cascade.runner import Cascade
 from imagen_video.cli import main
 from test_cascade_helpers import single_thread
@@ -190,6 +191,10 @@ def _bad_cases(tmp_path: Path, model_dir: Path) -> dict[str, tuple[list[str], st
             ["generate", PROMPT, "-o", out, "--t-start", "ssr=1.5", *model],
             "--t-start 'ssr=1.5': expected a time in \\(0, 1\\]",
         ),
+        "bad start-from": (
+            ["generate", PROMPT, "-o", out, "--start-from", "tsr=repeated", *model],
+            "--start-from 'tsr=repeated': expected one of upsampled, interpolated",
+        ),
         "suffix vs format": (
             ["generate", PROMPT, "-o", out, "--format", "gif", *model],
             "has the suffix of mp4, but --format is gif",
@@ -215,6 +220,7 @@ BAD_CASES = [
     "bad tile",
     "tile not divisible",
     "bad t-start",
+    "bad start-from",
     "suffix vs format",
     "missing video",
     "upsample base",
@@ -251,6 +257,14 @@ def test_missing_demo_cascade_is_a_clear_error(
         code == 2 and "shipped cascade is not installed" in stderr and len(stderr.strip().splitlines()) == 1
     )
     assert not (tmp_path / "v.mp4").exists()
+
+
+def test_start_from_overrides_a_stage_or_every_stage() -> None:
+    config = read_cascade_json(cli_support.shipped_cascade_dir("demo")).config
+    one = cli_support.parse_overrides(config, start_from=["tsr2=upsampled"])
+    assert set(one) == {"tsr2"} and one["tsr2"].apply(config.stage("tsr2")).sampler.start_from == "upsampled"
+    every = cli_support.parse_overrides(config, start_from=["interpolated"], stages=["tsr1", "ssr1"])
+    assert {n: o.start_from for n, o in every.items()} == dict.fromkeys(("tsr1", "ssr1"), "interpolated")
 
 
 def test_model_names_the_shipped_cascades(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -384,8 +398,6 @@ def test_shipped_distilled_cascade_is_the_demo_distilled() -> None:
     the demo's tsr2 and ssr2 have since been fine-tuned and start at t = 0.1), with the same networks
     plus the w-embedding and half-size weights."""
     from safetensors import safe_open
-
-    from imagen_video.cascade.directory import read_cascade_json
 
     demo = read_cascade_json(cli_support.shipped_cascade_dir("demo"))
     fast_dir = cli_support.shipped_cascade_dir("demo-distilled")

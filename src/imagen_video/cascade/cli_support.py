@@ -19,6 +19,7 @@ from imagen_video.cascade.runner import CascadeOutput
 from imagen_video.cascade.sampling import StageOverride
 from imagen_video.diffusion.config import (
     SAMPLER_NAMES,
+    START_FROM,
     GuidanceConfig,
     constant_guidance,
     oscillating_guidance,
@@ -90,11 +91,13 @@ def parse_overrides(
     guidance: Sequence[str] = (),
     tiles: Sequence[str] = (),
     starts: Sequence[str] = (),
+    start_from: Sequence[str] = (),
     stages: Sequence[str] | None = None,
 ) -> dict[str, StageOverride]:
     """Per-stage :class:`StageOverride` from ``--steps STAGE=N``, ``--sampler STAGE=NAME``,
-    ``--guidance``, ``--tile STAGE=HxW`` and ``--t-start STAGE=T`` values. ``stages``: the stages
-    being run (default: all); a value without ``STAGE=`` applies to each of them; later values win."""
+    ``--guidance``, ``--tile STAGE=HxW``, ``--t-start STAGE=T`` and ``--start-from STAGE=FRAMES``
+    values. ``stages``: the stages being run (default: all); a value without ``STAGE=`` applies to
+    each of them; later values win."""
     scope = list(stages) if stages is not None else list(config.stage_names)
     changes: dict[str, dict[str, object]] = {}
     for spec in steps:
@@ -132,6 +135,12 @@ def parse_overrides(
             raise ValueError(f"--t-start {spec!r}: expected a time in (0, 1], e.g. ssr1=0.4")
         for name in names:
             changes.setdefault(name, {})["t_start"] = start
+    for spec in start_from:
+        names, value = _split_stage(spec, scope, "--start-from")
+        if value not in START_FROM:
+            raise ValueError(f"--start-from {spec!r}: expected one of {', '.join(START_FROM)}")
+        for name in names:
+            changes.setdefault(name, {})["start_from"] = value
     overrides = {name: StageOverride(**fields) for name, fields in changes.items()}  # type: ignore[arg-type]
     for name, override in overrides.items():
         override.apply(config.stage(name))  # a tile that does not fit the stage fails here, by name

@@ -45,6 +45,7 @@ class StageOverride:
     aug_logsnr: float | None = None  # sampling-time noise-augmentation level (sec. 2.5)
     tile: tuple[int, int] | None = None  # (h, w) spatial tiles at sampling time (memory bound)
     t_start: float | None = None  # SR stages: start from the noised upsampled input at this t (SDEdit)
+    start_from: str | None = None  # "upsampled" or "interpolated" frames as that start (TSR stages)
 
     def apply(self, stage: StageConfig) -> StageConfig:
         """``stage`` with these overrides applied (validated by the configs)."""
@@ -55,6 +56,8 @@ class StageOverride:
             sampler = sampler.replace(steps=self.steps)
         if self.t_start is not None:
             sampler = sampler.replace(t_start=self.t_start)
+        if self.start_from is not None:
+            sampler = sampler.replace(start_from=self.start_from)
         return stage.replace(
             sampler=sampler,
             guidance=self.guidance if self.guidance is not None else stage.guidance,

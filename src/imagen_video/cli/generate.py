@@ -61,6 +61,14 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         "noised (SDEdit); 1 = from pure noise as in the paper; repeatable",
     )
     parser.add_argument(
+        "--start-from",
+        action="append",
+        default=[],
+        metavar="[STAGE=]FRAMES",
+        help="what a truncated start noises: the upsampled input (repeated frames for a temporal "
+        "SR stage) or its frames linearly interpolated in time; upsampled or interpolated; repeatable",
+    )
+    parser.add_argument(
         "--tile",
         action="append",
         default=[],
@@ -199,6 +207,7 @@ def load_plan(
             guidance=args.guidance,
             tiles=args.tile,
             starts=args.t_start,
+            start_from=args.start_from,
             stages=stages,
         )
     except (CascadeLoadError, KeyError, ValueError) as err:
