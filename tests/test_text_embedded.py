@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 import pytest
 import torch
 
 from imagen_video.text import EmbeddingCache, TextTruncationWarning, load_text_encoder
+from imagen_video.text.embedded import load_embedded_encoder
 
 LONG = " ".join(["a red ball bounces"] * 30)  # 120 words: far over 64 tokens
 MIXED = ["", LONG, "一只红色的圆 🎈", "café", "a red ball"]
@@ -54,9 +57,38 @@ def test_loading_draws_no_progress_bar_and_restores_the_setting(capfd):
     if not hf_logging.is_progress_bar_enabled():
         pytest.skip("progress bars are disabled in this environment (HF_HUB_DISABLE_PROGRESS_BARS)")
     capfd.readouterr()
-    load_text_encoder("embedded")
+    load_embedded_encoder(backend="transformers")
     assert "Loading weights" not in capfd.readouterr().err
     assert hf_logging.is_progress_bar_enabled()
+
+
+def test_torch_backend_equals_the_transformers_model(encoder):
+    """The default loader (PyTorch's transformer layers) gives BertModel's embeddings, flags and identity."""
+    reference = load_embedded_encoder(backend="transformers")
+    assert encoder.identity == reference.identity and encoder.dim == reference.dim
+    prompts = [*MIXED, "a blue square moving down", "A Yellow Triangle, growing!", "x " * 63]
+    with pytest.warns(TextTruncationWarning):
+        ours = encoder.encode(prompts)
+    with pytest.warns(TextTruncationWarning):
+        theirs = reference.encode(prompts)
+    assert torch.equal(ours.mask, theirs.mask) and ours.truncated == theirs.truncated
+    torch.testing.assert_close(ours.tokens, theirs.tokens, rtol=0, atol=1e-5)
+
+
+def test_default_backend_does_not_import_transformers_models() -> None:
+    code = (
+        "import sys; from imagen_video.text import load_text_encoder; "
+        "load_text_encoder('embedded').encode(['a red ball']); "
+        "print(sorted(m for m in sys.modules if m.startswith('transformers')))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_unknown_backend_is_refused() -> None:
+    with pytest.raises(ValueError, match="backend must be one of"):
+        load_embedded_encoder(backend="onnx")
 
 
 def test_same_prompt_identical_different_prompts_differ(encoder):
