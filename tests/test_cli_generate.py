@@ -248,6 +248,47 @@ def test_bad_input_is_one_line_exit_2_and_no_file(
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
+def test_text_cache_replaces_the_encoder(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    captions = tmp_path / "captions.txt"
+    captions.write_text(f"{PROMPT}\n")
+    cache = tmp_path / "cache"
+    encode = ["encode-text", "--captions", str(captions), "--out", str(cache), "--no-progress"]
+    assert main([*encode, "--max-length", "16"]) == 0
+    common = ["--model", str(model_dir), "--seed", "0", "--quiet"]
+    assert _run(capsys, "generate", PROMPT, "-o", str(tmp_path / "encoder.mp4"), *common)[0] == 0
+
+    def no_encoder(*args: object, **kwargs: object) -> None:
+        raise AssertionError("with --text-cache the encoder must not be loaded")
+
+    monkeypatch.setattr("imagen_video.text.load_text_encoder", no_encoder)
+    argv = ["generate", PROMPT, "-o", str(tmp_path / "cache.mp4"), "--text-cache", str(cache), *common]
+    code, _, stderr = _run(capsys, *argv)
+    assert code == 0, stderr
+    np.testing.assert_array_equal(_decode(tmp_path / "cache.mp4")[0], _decode(tmp_path / "encoder.mp4")[0])
+
+    argv = ["generate", "a blue square", "-o", str(tmp_path / "no.mp4"), "--text-cache", str(cache), *common]
+    code, _, stderr = _run(capsys, *argv)
+    assert code == 2 and "1 prompt(s) are not in the text embedding cache" in stderr
+    assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "no.mp4").exists()
+
+
+def test_text_cache_of_another_encoder_is_refused(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    captions = tmp_path / "captions.txt"
+    captions.write_text(f"{PROMPT}\n")
+    cache = tmp_path / "cache64"
+    encode = ["encode-text", "--captions", str(captions), "--out", str(cache), "--no-progress"]
+    assert main(encode) == 0  # L = 64
+    argv = ["generate", PROMPT, "-o", str(tmp_path / "v.mp4"), "--model", str(model_dir)]
+    code, _, stderr = _run(capsys, *argv, "--text-cache", str(cache))
+    assert code == 2 and len(stderr.strip().splitlines()) == 1
+    assert re.search(r"was built by encoder .*L64.*, not .*L16|holds 64-token embeddings", stderr), stderr
+    assert not (tmp_path / "v.mp4").exists()
+
+
 def test_missing_demo_cascade_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,6 +24,7 @@ from imagen_video.diffusion.config import (
     constant_guidance,
     oscillating_guidance,
 )
+from imagen_video.text.cache import CachedTextEncoder, EmbeddingCache
 
 SHIPPED_CASCADES = {"demo": "demo_cascade", "demo-distilled": "demo_cascade_distilled"}  # name -> asset
 DEFAULT_CASCADE = "demo"  # what `generate` runs without --model (see docs/demo-cascade.md)
@@ -145,6 +146,32 @@ def parse_overrides(
     for name, override in overrides.items():
         override.apply(config.stage(name))  # a tile that does not fit the stage fails here, by name
     return overrides
+
+
+def open_text_cache(
+    directory: str | os.PathLike[str], model_dir: Path, prompts: Sequence[str], *, device: str = "cpu"
+) -> CachedTextEncoder:
+    """The embedding cache at ``directory`` as the text encoder of the cascade at ``model_dir``.
+
+    ValueError when the cache was built by another encoder than the cascade's (its recorded identity,
+    or else its token length) or lacks one of ``prompts``; FileNotFoundError when it is no cache.
+    """
+    from imagen_video.cascade.directory import read_cascade_json
+
+    manifest = read_cascade_json(model_dir)
+    cache = EmbeddingCache.open(directory, expect_identity=manifest.text_encoder_identity)
+    if cache.max_length != manifest.config.text_max_length:
+        raise ValueError(
+            f"text embedding cache {directory} holds {cache.max_length}-token embeddings; the cascade "
+            f"takes {manifest.config.text_max_length}"
+        )
+    missing = cache.missing(prompts)
+    if missing:
+        raise ValueError(
+            f"{len(missing)} prompt(s) are not in the text embedding cache {directory} (first: "
+            f"{missing[0]!r}); add them with `imagen-video encode-text --captions FILE --out {directory}`"
+        )
+    return CachedTextEncoder(cache, device=device)
 
 
 def parse_stage_list(spec: str | None, config: CascadeConfig) -> list[str] | None:

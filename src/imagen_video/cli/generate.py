@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from imagen_video.cascade.config import CascadeConfig
     from imagen_video.cascade.runner import Cascade, CascadeOutput
     from imagen_video.cascade.sampling import StageOverride
+    from imagen_video.text import TextEncoder
 
 GUIDANCE_HELP = (
     "guidance weight, eq. 5 convention (0 = none): W, STAGE=W, oscillate:HIGH,LOW[,K] or "
@@ -82,6 +83,12 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         help="output format (default: from the -o suffix, else mp4)",
     )
     parser.add_argument("--scale", type=int, default=1, help="integer nearest-neighbour upscale on export")
+    parser.add_argument(
+        "--text-cache",
+        metavar="DIR",
+        help="take the prompts' embeddings from a cache built by `imagen-video encode-text` with the "
+        "cascade's encoder, instead of loading the encoder (every prompt must be in it)",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
     parser.add_argument(
         "--offload", action="store_true", help="keep only the running stage on the device (bounds GPU memory)"
@@ -145,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     model_dir, _, _, overrides = load_plan(args)
-    cascade = load_cascade(model_dir, args.device)
+    texts = [prompt for _, prompt in prompts]
+    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, model_dir, texts))
     seed = resolve_seed(args.seed)
     generator = torch.Generator().manual_seed(seed)
     for first in range(0, len(prompts), args.batch_size):
@@ -215,15 +223,28 @@ def load_plan(
     return model_dir, config, stages, overrides
 
 
-def load_cascade(model_dir: Path, device: str) -> Cascade:
+def load_cascade(model_dir: Path, device: str, text_encoder: TextEncoder | None = None) -> Cascade:
     """``Cascade.from_pretrained``, with load errors (naming the stage) as one-line user errors."""
     from imagen_video.cascade.directory import CascadeLoadError
     from imagen_video.cascade.runner import Cascade
 
     try:
-        return Cascade.from_pretrained(model_dir, device=device)
+        return Cascade.from_pretrained(model_dir, device=device, text_encoder=text_encoder)
     except CascadeLoadError as err:
         raise UserError(str(err)) from None
+
+
+def text_cache_encoder(args: argparse.Namespace, model_dir: Path, prompts: list[str]) -> TextEncoder | None:
+    """``--text-cache``: the cascade's text encoder served from an embedding cache (sec. 2.2; the
+    paper's T5-XXL embeddings can be computed once, elsewhere), or None without the option."""
+    if args.text_cache is None:
+        return None
+    from imagen_video.cascade import cli_support
+
+    try:
+        return cli_support.open_text_cache(args.text_cache, model_dir, prompts, device=args.device)
+    except (OSError, ValueError) as err:
+        raise UserError(str(err).strip("'\"")) from None
 
 
 def resolve_seed(seed: int | None) -> int:

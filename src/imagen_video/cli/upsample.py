@@ -18,6 +18,7 @@ from imagen_video.cli.generate import (
     load_cascade,
     load_plan,
     resolve_seed,
+    text_cache_encoder,
     warnings_as_lines,
     write_outputs,
 )
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         video, fps = read_video(args.video, max_frames=args.max_frames, stride=stride)
     except ValueError as err:
         raise UserError(str(err)) from None
-    cascade = load_cascade(model_dir, args.device)
+    texts = [args.prompt] if args.prompt is not None else []
+    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, model_dir, texts))
     seed = resolve_seed(args.seed)
     try:
         with warnings_as_lines("upsample"):
