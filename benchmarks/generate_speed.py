@@ -43,8 +43,9 @@ def parse_timing(stdout: str) -> dict[str, float]:
 
 def run_once(prompt: str, args: argparse.Namespace, extra: list[str], out_dir: Path) -> dict[str, float]:
     """One fresh ``generate`` process: its wall time from outside and its own split."""
-    command = [sys.executable, "-m", "imagen_video.cli", "generate", prompt, "-o", str(out_dir / "v.mp4")]
-    command += ["--seed", "0", "--quiet", "--device", args.device, *extra]
+    output = out_dir / ("frames" if args.format == "png" else f"v.{args.format}")
+    command = [sys.executable, "-m", "imagen_video.cli", "generate", prompt, "-o", str(output)]
+    command += ["--format", args.format, "--seed", "0", "--quiet", "--device", args.device, *extra]
     if args.model:
         command += ["--model", args.model]
     if args.threads:
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help="cascade directory or shipped name (default: the default)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's choice)")
+    parser.add_argument("--format", choices=("mp4", "gif", "webp", "png"), default="mp4")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (file cache)")
     parser.add_argument("--out", type=Path, help="write the runs and medians as JSON")
