@@ -58,7 +58,7 @@ base_pid=$!
   train ssr2 "${SSR2_STEPS:-4251}" "$RUNS/train_sr.json"
   # Fine-tuning (session 4): the demo samples tsr2 and ssr2 from t = 0.1 (their noised input), so they
   # continue on t ~ U(0, 0.35) only, close to the times they are sampled at.
-  train tsr2 "${TSR2_FT_STEPS:-4316}" "$RUNS/train_sr.json" --t-max 0.35
+  train tsr2 "${TSR2_FT_STEPS:-7246}" "$RUNS/train_sr.json" --t-max 0.35
   train ssr2 "${SSR2_FT_STEPS:-6793}" "$RUNS/train_sr.json" --t-max 0.35
 } > "$RUNS/sr.log" 2>&1
 wait "$base_pid"
