@@ -151,7 +151,8 @@ def parse_overrides(
 def open_text_cache(
     directory: str | os.PathLike[str], model_dir: Path, prompts: Sequence[str], *, device: str = "cpu"
 ) -> CachedTextEncoder:
-    """The embedding cache at ``directory`` as the text encoder of the cascade at ``model_dir``.
+    """The embedding cache at ``directory`` as the text encoder of the cascade at ``model_dir`` (the
+    frozen encoder's outputs of sec. 2.2, computed ahead).
 
     ValueError when the cache was built by another encoder than the cascade's (its recorded identity,
     or else its token length) or lacks one of ``prompts``; FileNotFoundError when it is no cache.
