@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import runpy
 from pathlib import Path
 
 import pytest
@@ -15,21 +14,12 @@ from imagen_video.cascade.cli_support import timing_report
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "generate_speed.py"
 
 
-def _load_script():
-    spec = importlib.util.spec_from_file_location("generate_speed_benchmark", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_parse_timing_reads_the_report_of_generate() -> None:
-    speed = _load_script()
+    parse_timing = runpy.run_path(str(SCRIPT))["parse_timing"]
     output = CascadeOutput(torch.zeros(1, 3, 2, 4, 4), 8.0, {"base": 0.21, "tsr1": 1.04}, 0.33, ["p"])
     stdout = f"wrote v.mp4\n{timing_report(output, 2.5)}\n32 frames of 48x80 at 8 fps; seed 0\n"
-    seconds = speed.parse_timing(stdout)
+    seconds = parse_timing(stdout)
     seconds.pop("process", None)  # the test process's age, when the platform reports it
     assert seconds == pytest.approx({"text": 0.3, "base": 0.2, "tsr1": 1.0, "total": 2.5})
     with pytest.raises(ValueError, match="no timings line"):
-        speed.parse_timing("wrote v.mp4\n")
+        parse_timing("wrote v.mp4\n")

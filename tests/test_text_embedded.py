@@ -66,12 +66,13 @@ def test_torch_backend_equals_the_transformers_model(encoder):
     """The default loader (PyTorch's transformer layers) gives BertModel's embeddings, flags and identity."""
     reference = load_embedded_encoder(backend="transformers")
     assert encoder.identity == reference.identity and encoder.dim == reference.dim
-    prompts = [*MIXED, "a blue square moving down", "A Yellow Triangle, growing!", "x " * 63]
+    prompts = [*MIXED, "a blue square moving down", "A Yellow Triangle, growing!", "x " * 62, "x " * 63]
     with pytest.warns(TextTruncationWarning):
         ours = encoder.encode(prompts)
     with pytest.warns(TextTruncationWarning):
         theirs = reference.encode(prompts)
     assert torch.equal(ours.mask, theirs.mask) and ours.truncated == theirs.truncated
+    assert ours.truncated[-2:] == [False, True]  # exactly L = 64 tokens fits; one more is cut
     torch.testing.assert_close(ours.tokens, theirs.tokens, rtol=0, atol=1e-5)
 
 
