@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# The GPU phase of the embedded demo cascade (issue 7), run after scripts/train_demo_cascade.sh: base,
-# tsr1, ssr1 and ssr2 continue from that run's stage folders on one CUDA GPU, four processes side by
-# side (the networks are small, so one process leaves most of the GPU idle), in bf16 autocast at batch
-# 64. tsr2 keeps its CPU weights. Every command resumes, so rerunning the script continues.
+# The GPU phases of the embedded demo cascade (issue 7), run after scripts/train_demo_cascade.sh, on one
+# CUDA GPU, four `train` processes side by side (the networks are small, so one process leaves most of
+# the GPU idle), in bf16 autocast at batch 64, each starting from a stage folder (--init-from):
+# - phase 1 (session 5): base, tsr1, ssr1 and ssr2 from the CPU run's stage folders;
+# - phase 2 (session 6): base, ssr1 and ssr2 from phase 1's, and tsr2 from the CPU run's.
+# Every command resumes, so rerunning the script continues.
 #
 #   RUNS=runs/demo GPU_RUNS=runs/demo_gpu bash scripts/train_demo_gpu.sh
 #
-# Step counts (the shipped ones) are overridable: BASE_STEPS, TSR1_STEPS, SSR1_STEPS, SSR2_STEPS;
-# DEVICE (default cuda) names the torch device.
-# The shipped run took 12 minutes on one H200 (docs/demo-cascade.md, session 5).
+# Step counts (the shipped ones) are overridable: BASE_STEPS, TSR1_STEPS, SSR1_STEPS, SSR2_STEPS for
+# phase 1, and BASE2_STEPS, SSR1_2_STEPS, TSR2_STEPS, SSR2_2_STEPS for phase 2; DEVICE (default cuda)
+# names the torch device. The shipped runs took about 12 and 7 minutes on one H200 (stopped by time;
+# docs/demo-cascade.md, sessions 5 and 6).
 set -euo pipefail
 RUNS=${RUNS:-runs/demo}
 GPU_RUNS=${GPU_RUNS:-runs/demo_gpu}
@@ -28,20 +31,27 @@ cat > "$GPU_RUNS/train_sr.json" <<'JSON'
  "precision": "bf16"}
 JSON
 
-train() {  # stage steps config [more train options]
-  local start=(--init-from "$RUNS/cascade/$1")
-  if [ -e "$GPU_RUNS/$1/checkpoints/latest" ]; then start=(--resume); fi
-  $IV train --stage "$1" --data "$RUNS/world" --out "$GPU_RUNS/$1" --cascade "$RUNS/cascade" \
-      --config "$3" --max-steps "$2" --text-cache "$RUNS/text_cache" --device "${DEVICE:-cuda}" --no-progress \
-      "${start[@]}" "${@:4}" > "$GPU_RUNS/$1.log" 2>&1
+train() {  # stage out-folder init-folder steps config [more train options]
+  local start=(--init-from "$3")
+  if [ -e "$GPU_RUNS/$2/checkpoints/latest" ]; then start=(--resume); fi
+  $IV train --stage "$1" --data "$RUNS/world" --out "$GPU_RUNS/$2" --cascade "$RUNS/cascade" \
+      --config "$5" --max-steps "$4" --text-cache "$RUNS/text_cache" --device "${DEVICE:-cuda}" --no-progress \
+      "${start[@]}" "${@:6}" > "$GPU_RUNS/$2.log" 2>&1
 }
+wait_all() { for pid in "$@"; do wait "$pid"; done; }  # set -e: a failed stage stops the script here
 
-pids=()
-train base "${BASE_STEPS:-6091}" "$GPU_RUNS/train_base.json" & pids+=($!)
-train tsr1 "${TSR1_STEPS:-6429}" "$GPU_RUNS/train_sr.json" & pids+=($!)
-train ssr1 "${SSR1_STEPS:-3230}" "$GPU_RUNS/train_sr.json" & pids+=($!)
-train ssr2 "${SSR2_STEPS:-2504}" "$GPU_RUNS/train_sr.json" --t-max 0.35 & pids+=($!)
-for pid in "${pids[@]}"; do wait "$pid"; done  # set -e: a failed stage stops the script here
+BASE=$GPU_RUNS/train_base.json SR=$GPU_RUNS/train_sr.json
+p=(); train base base "$RUNS/cascade/base" "${BASE_STEPS:-6091}" "$BASE" & p+=($!)
+train tsr1 tsr1 "$RUNS/cascade/tsr1" "${TSR1_STEPS:-6429}" "$SR" & p+=($!)
+train ssr1 ssr1 "$RUNS/cascade/ssr1" "${SSR1_STEPS:-3230}" "$SR" & p+=($!)
+train ssr2 ssr2 "$RUNS/cascade/ssr2" "${SSR2_STEPS:-2504}" "$SR" --t-max 0.35 & p+=($!)
+wait_all "${p[@]}"
 
-$IV cascade assemble "$GPU_RUNS/cascade" "$GPU_RUNS"/base/stage "$GPU_RUNS"/tsr1/stage \
-    "$GPU_RUNS"/ssr1/stage "$RUNS"/tsr2/stage "$GPU_RUNS"/ssr2/stage --preset demo
+p=(); train base base_2 "$GPU_RUNS/base/stage" "${BASE2_STEPS:-3692}" "$BASE" & p+=($!)
+train ssr1 ssr1_2 "$GPU_RUNS/ssr1/stage" "${SSR1_2_STEPS:-1900}" "$SR" & p+=($!)
+train tsr2 tsr2 "$RUNS/cascade/tsr2" "${TSR2_STEPS:-1456}" "$SR" --t-max 0.35 & p+=($!)
+train ssr2 ssr2_2 "$GPU_RUNS/ssr2/stage" "${SSR2_2_STEPS:-1481}" "$SR" --t-max 0.35 & p+=($!)
+wait_all "${p[@]}"
+
+$IV cascade assemble "$GPU_RUNS/cascade" "$GPU_RUNS"/base_2/stage "$GPU_RUNS"/tsr1/stage \
+    "$GPU_RUNS"/ssr1_2/stage "$GPU_RUNS"/tsr2/stage "$GPU_RUNS"/ssr2_2/stage --preset demo
