@@ -107,6 +107,21 @@ def test_prompts_file_batches_and_names_by_line(
     assert stdout.count("wrote ") == 4
 
 
+def test_each_batch_reports_its_own_stage_seconds(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle moving right\na blue square moving up\n", encoding="utf-8")
+    args = ["--format", "gif", "--model", str(model_dir), "--steps", "1", "--quiet"]
+    code, stdout, stderr = _run(
+        capsys, "generate", "--prompts", str(prompts), "-o", str(tmp_path / "v"), "--batch-size", "1", *args
+    )
+    assert code == 0, stderr
+    for k in (1, 2):
+        assert re.search(rf"^batch {k}/2 timings: text [0-9.]+s, base [0-9.]+s, .*; elapsed", stdout, re.M)
+    assert "total" not in stdout
+
+
 @pytest.mark.parametrize(("target", "fmt"), [("v.webp", None), ("frames", "png"), ("v", "gif")])
 def test_each_output_format(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], target: str, fmt: str | None

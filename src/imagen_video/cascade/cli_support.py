@@ -304,10 +304,17 @@ def process_seconds() -> float | None:
         return None
 
 
-def timing_report(output: CascadeOutput, total: float) -> str:
-    """One line: text encoding, each stage's seconds, the total, and the process's age."""
+def timing_report(output: CascadeOutput, total: float, batch: tuple[int, int] | None = None) -> str:
+    """One line: text encoding, each stage's seconds, the total, and the process's age.
+
+    With ``batch = (k, n)`` and n > 1 the stage seconds are batch k's and the line says so; the
+    elapsed time counts from the start of the command.
+    """
     parts = [f"text {output.text_seconds:.1f}s"]
     parts += [f"{name} {seconds:.1f}s" for name, seconds in output.timings.items()]
-    line = f"timings: {', '.join(parts)}; total {total:.1f}s"
+    if batch is not None and batch[1] > 1:
+        line = f"batch {batch[0]}/{batch[1]} timings: {', '.join(parts)}; elapsed {total:.1f}s"
+    else:
+        line = f"timings: {', '.join(parts)}; total {total:.1f}s"
     process = process_seconds()
     return line + (f" ({process:.1f}s including process start)" if process is not None else "")

@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, model_dir, texts))
     seed = resolve_seed(args.seed)
     generator = torch.Generator().manual_seed(seed)
+    batches = -(-len(prompts) // args.batch_size)
     for first in range(0, len(prompts), args.batch_size):
         chunk = [prompt for _, prompt in prompts[first : first + args.batch_size]]
         try:
@@ -173,7 +174,8 @@ def run(args: argparse.Namespace) -> int:
         paths = plan.paths[first * args.num_videos : (first + len(chunk)) * args.num_videos]
         for path in write_outputs(output, paths, plan.format, args.scale):
             print(f"wrote {path}")
-        print(cli_support.timing_report(output, time.perf_counter() - started))
+        batch = (first // args.batch_size + 1, batches)
+        print(cli_support.timing_report(output, time.perf_counter() - started, batch))
     print(describe(output, seed, model_dir))
     return 0
 
