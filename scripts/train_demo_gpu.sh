@@ -10,7 +10,7 @@
 #
 # Step counts (the shipped ones) are overridable: BASE_STEPS, TSR1_STEPS, SSR1_STEPS, SSR2_STEPS for
 # phase 1, and BASE2_STEPS, SSR1_2_STEPS, TSR2_STEPS, SSR2_2_STEPS for phase 2; DEVICE (default cuda)
-# names the torch device. The shipped runs took about 12 and 7 minutes on one H200 (stopped by time;
+# names the torch device. The shipped runs took about 11 and 7 minutes on one H200 (stopped by time;
 # docs/demo-cascade.md, sessions 5 and 6).
 set -euo pipefail
 RUNS=${RUNS:-runs/demo}
