@@ -449,10 +449,10 @@ def test_cascade_assemble_and_show(
 
 
 def test_shipped_distilled_cascade_is_the_demo_distilled() -> None:
-    """``demo-distilled`` ships every demo stage guidance-distilled to 8 stochastic steps (paper sec. 2.7)
-    over the time range its teacher was sampled on (t <= 0.3 for the SR stages of the session-3 demo;
-    the demo's tsr2 and ssr2 have since been fine-tuned and start at t = 0.1), with the same networks
-    plus the w-embedding and half-size weights."""
+    """``demo-distilled`` ships every demo stage distilled (paper sec. 2.7) to stochastic steps: 8 for
+    the base, tsr1 and ssr1, 2 for tsr2 and ssr2 (the demo samples those with 2), each over the time
+    range its teacher samples (the demo's t_start), with the same networks plus the w-embedding and
+    half-size weights."""
     from safetensors import safe_open
 
     demo = read_cascade_json(cli_support.shipped_cascade_dir("demo"))
@@ -462,7 +462,9 @@ def test_shipped_distilled_cascade_is_the_demo_distilled() -> None:
     assert fast.config.stage_names == demo.config.stage_names
     for original, distilled in zip(demo.config.stages, fast.config.stages, strict=True):
         assert distilled.unet.use_guidance_embedding and not original.unet.use_guidance_embedding
-        assert (distilled.sampler.name, distilled.sampler.steps) == ("stochastic", 8)
-        assert distilled.sampler.t_start == (1.0 if original.kind == "base" else 0.3)
+        steps = 2 if distilled.name in ("tsr2", "ssr2") else 8
+        assert (distilled.sampler.name, distilled.sampler.steps) == ("stochastic", steps)
+        assert distilled.sampler.t_start == original.sampler.t_start
+        assert distilled.sampler.start_from == original.sampler.start_from
         with safe_open(str(fast_dir / distilled.name / "model.safetensors"), framework="pt") as handle:
             assert handle.get_slice(next(iter(handle.keys()))).get_dtype() == "F16"
