@@ -310,8 +310,8 @@ def timing_report(output: CascadeOutput, total: float, batch: tuple[int, int] | 
     With ``batch = (k, n)`` and n > 1 the stage seconds are batch k's and the line says so; the
     elapsed time counts from the start of the command.
     """
-    parts = [f"text {output.text_seconds:.1f}s"]
-    parts += [f"{name} {seconds:.1f}s" for name, seconds in output.timings.items()]
+    parts = [f"text {output.text_seconds:.2f}s"]  # 2 decimals: a stage on a GPU takes 0.02-0.2 s
+    parts += [f"{name} {seconds:.2f}s" for name, seconds in output.timings.items()]
     if batch is not None and batch[1] > 1:
         line = f"batch {batch[0]}/{batch[1]} timings: {', '.join(parts)}; elapsed {total:.1f}s"
     else:
