@@ -450,9 +450,9 @@ def test_cascade_assemble_and_show(
 
 def test_shipped_distilled_cascade_is_the_demo_distilled() -> None:
     """``demo-distilled`` ships every demo stage distilled (paper sec. 2.7) to stochastic steps: 8 for
-    the base, tsr1 and ssr1, 2 for tsr2 and ssr2 (the demo samples those with 2), each over the time
-    range its teacher samples (the demo's t_start), with the same networks plus the w-embedding and
-    half-size weights."""
+    the base, 4 for tsr1 and ssr1, 2 for tsr2 and ssr2 (the demo samples its SR stages with 4 guided and
+    2 unguided DDIM steps), each over the time range its teacher samples (the demo's t_start), with the
+    same networks plus the w-embedding and half-size weights."""
     from safetensors import safe_open
 
     demo = read_cascade_json(cli_support.shipped_cascade_dir("demo"))
@@ -462,7 +462,7 @@ def test_shipped_distilled_cascade_is_the_demo_distilled() -> None:
     assert fast.config.stage_names == demo.config.stage_names
     for original, distilled in zip(demo.config.stages, fast.config.stages, strict=True):
         assert distilled.unet.use_guidance_embedding and not original.unet.use_guidance_embedding
-        steps = 2 if distilled.name in ("tsr2", "ssr2") else 8
+        steps = {"base": 8, "tsr1": 4, "ssr1": 4, "tsr2": 2, "ssr2": 2}[distilled.name]
         assert (distilled.sampler.name, distilled.sampler.steps) == ("stochastic", steps)
         assert distilled.sampler.t_start == original.sampler.t_start
         assert distilled.sampler.start_from == original.sampler.start_from
