@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
 import time
 import warnings
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, model_dir, texts))
     seed = resolve_seed(args.seed)
     generator = torch.Generator().manual_seed(seed)
-    batches = -(-len(prompts) // args.batch_size)
+    batches = math.ceil(len(prompts) / args.batch_size)
     for first in range(0, len(prompts), args.batch_size):
         chunk = [prompt for _, prompt in prompts[first : first + args.batch_size]]
         try:

@@ -186,6 +186,16 @@ class HFTextEncoder(TextEncoder):
 
     def _encode_batch(self, prompts: list[str]) -> TextEmbeddings:
         """Run one batch through the frozen network; pad positions are zeroed."""
+        input_ids, mask, truncated = self._tokenize(prompts)  # (B, L), (B, L) bool
+        with torch.inference_mode():
+            hidden = self._hidden_states(input_ids, mask)  # (B, L, D)
+            tokens = torch.where(mask[..., None], hidden.float(), 0.0)
+        # Inference tensors cannot be saved for backward; clones made outside inference_mode are
+        # ordinary tensors that a trainable U-Net can consume.
+        return TextEmbeddings(tokens.clone(), mask.clone(), truncated)
+
+    def _tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[bool]]:
+        """Token ids (B, L) and bool mask (B, L) on the device, padded and cut to L; the cut flags."""
         batch = self._tokenizer(
             prompts,
             padding="max_length",
@@ -193,15 +203,12 @@ class HFTextEncoder(TextEncoder):
             max_length=self._max_length,
             return_tensors="pt",
         )
-        input_ids = batch["input_ids"].to(self._device)  # (B, L)
-        attention_mask = batch["attention_mask"].to(self._device)  # (B, L) int
-        with torch.inference_mode():
-            hidden = self._model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            mask = attention_mask.bool()  # (B, L)
-            tokens = torch.where(mask[..., None], hidden.float(), 0.0)  # (B, L, D)
-        # Inference tensors cannot be saved for backward; clones made outside inference_mode are
-        # ordinary tensors that a trainable U-Net can consume.
-        return TextEmbeddings(tokens.clone(), mask.clone(), self._truncated(prompts))
+        mask = batch["attention_mask"].to(self._device).bool()
+        return batch["input_ids"].to(self._device), mask, self._truncated(prompts)
+
+    def _hidden_states(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The network's last hidden states (B, L, D) for (B, L) ids and mask."""
+        return self._model(input_ids=input_ids, attention_mask=mask.long()).last_hidden_state
 
 
 def _check_max_length(max_length: int, tokenizer: Any, model: torch.nn.Module) -> int:

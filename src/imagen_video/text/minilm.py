@@ -20,7 +20,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from imagen_video.text.base import TextEmbeddings
 from imagen_video.text.hf import HFTextEncoder
 
 
@@ -115,12 +114,11 @@ class MiniLMTextEncoder(HFTextEncoder):
         self._fixed.enable_truncation(self.max_length)
         self._fixed.enable_padding(length=self.max_length, pad_id=0, pad_token="[PAD]")
 
-    def _encode_batch(self, prompts: list[str]) -> TextEmbeddings:
+    def _tokenize(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[bool]]:
         encodings = self._fixed.encode_batch(prompts)
         input_ids = torch.tensor([e.ids for e in encodings], device=self.device)  # (B, L)
         mask = torch.tensor([e.attention_mask for e in encodings], device=self.device).bool()  # (B, L)
-        with torch.inference_mode():
-            hidden = self._model(input_ids, mask)  # (B, L, D)
-            tokens = torch.where(mask[..., None], hidden.float(), 0.0)
-        truncated = [bool(e.overflowing) for e in encodings]  # tokens beyond L were cut
-        return TextEmbeddings(tokens.clone(), mask.clone(), truncated)
+        return input_ids, mask, [bool(e.overflowing) for e in encodings]  # tokens beyond L were cut
+
+    def _hidden_states(self, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self._model(input_ids, mask)
