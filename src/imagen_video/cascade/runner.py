@@ -38,6 +38,7 @@ from imagen_video.cascade.stage_io import (
     save_stage,
 )
 from imagen_video.cascade.video_input import fit_to_stage
+from imagen_video.diffusion._random import Generators
 from imagen_video.samplers import StepInfo
 from imagen_video.text.base import TextEncoder
 
@@ -237,7 +238,7 @@ class Cascade:
         self,
         prompts: list[str],
         *,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         num_videos_per_prompt: int = 1,
         overrides: Mapping[str, StageOverride] | None = None,
         callback: ProgressCallback | None = None,
@@ -251,6 +252,8 @@ class Cascade:
         in [0, 1], grouped by prompt, at the last run stage's fps. ``overrides``: per-stage sampling
         changes; ``stages``: run only the first stages (a prefix starting at the base); ``offload``:
         keep only the running stage on the device; ``callback`` gets a :class:`CascadeStep` per step.
+        ``generator``: one for the whole batch, or one per output video (each video's noise then
+        depends on its own generator only, whatever batch it is sampled in).
         """
         prompts = _check_prompts(prompts)
         _check_count(num_videos_per_prompt)
@@ -303,7 +306,7 @@ class Cascade:
         run: list[StageConfig],
         text: TextCondition,
         previous: torch.Tensor | None,
-        generator: torch.Generator | None,
+        generator: Generators,
         callback: ProgressCallback | None,
         offload: bool,
         progress: bool,

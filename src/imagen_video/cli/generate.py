@@ -115,7 +115,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--prompts",
         metavar="FILE",
-        help="one prompt per line; writes one output per prompt into the -o directory, named by line number",
+        help="one prompt per line, or JSONL (FILE.jsonl: {\"prompt\", \"seed\"?, \"num_videos\"?, \"id\"?} "
+        "per line); writes the -o directory with manifest.jsonl; runs sharded under torchrun (docs/scale.md)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --prompts: make only the videos missing from the -o directory's manifest "
+        "(re-running into the same directory does the same; this flag also requires the manifest)",
     )
     parser.add_argument("--num-videos", type=int, default=1, metavar="K", help="videos per prompt")
     parser.add_argument(
@@ -134,8 +141,13 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from imagen_video.cascade import cli_support
+    from imagen_video.cascade.jobs import video_seed
     from imagen_video.text import TextEncoderUnavailable
 
+    if args.prompts is not None:
+        from imagen_video.cli._generate_job import run_prompts_job
+
+        return run_prompts_job(args)
     started = time.perf_counter()
     try:
         prompts = _prompts(args)
@@ -145,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         cli_support.check_positive("--scale", args.scale)
         cli_support.check_positive("--threads", args.threads)
         plan = cli_support.plan_outputs(
-            args.output, args.format, prompts, args.num_videos, batch=args.prompts is not None
+            args.output, args.format, prompts, args.num_videos, batch=False
         )
         cli_support.resolve_device(args.device)
     except ValueError as err:
@@ -156,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     texts = [prompt for _, prompt in prompts]
     cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, model_dir, texts))
     seed = resolve_seed(args.seed)
-    generator = torch.Generator().manual_seed(seed)
+    generator = [torch.Generator().manual_seed(video_seed(seed, k)) for k in range(args.num_videos)]
     batches = math.ceil(len(prompts) / args.batch_size)
     for first in range(0, len(prompts), args.batch_size):
         chunk = [prompt for _, prompt in prompts[first : first + args.batch_size]]
@@ -182,12 +194,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _prompts(args: argparse.Namespace) -> list[tuple[int | None, str]]:
-    from imagen_video.cascade import cli_support
-
-    if args.prompts is not None:
-        if args.prompt is not None:
-            raise ValueError("give either a PROMPT or --prompts FILE, not both")
-        return list(cli_support.read_prompts_file(args.prompts))
     if args.prompt is None:
         raise ValueError("no prompt given; pass PROMPT or --prompts FILE")
     if not args.prompt.strip():
