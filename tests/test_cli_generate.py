@@ -99,6 +99,7 @@ def test_prompts_file_batches_and_names_by_line(
         "0001-a-red-circle-moving-right_1.gif",
         "0002-a-blue-square-moving-up_0.gif",
         "0002-a-blue-square-moving-up_1.gif",
+        "manifest.jsonl",
     ]
     from PIL import Image
 
