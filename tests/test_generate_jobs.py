@@ -38,7 +38,7 @@ def _generate(capsys: pytest.CaptureFixture[str], model_dir: Path, *argv: str) -
 
 
 def _bytes(directory: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(directory.glob("*.gif"))}
+    return {p.name: p.read_bytes() for p in sorted(directory.glob("[!.]*.gif"))}
 
 
 def test_jsonl_lines_with_seeds_ids_and_counts(tmp_path: Path) -> None:
@@ -167,7 +167,7 @@ def test_manifest_then_rerun_makes_only_missing_or_changed_videos(
     assert code == 0 and "6 videos in " in stdout and ": 6 made, 0 already done; seed 2;" in stdout
     first = _bytes(out)
     records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
-    assert [r["id"] for r in records] == [p.stem for p in sorted(out.glob("*.gif"))]
+    assert [r["id"] for r in records] == [p.stem for p in sorted(out.glob("[!.]*.gif"))]
     assert all(r["sha256"] == job_manifest.file_sha256(out / r["file"]) for r in records)
     assert {r["rank"] for r in records} == {0} and {r["run_seed"] for r in records} == {2}
     assert records[0]["settings"]["stages"]["base"]["sampler"]["steps"] == 1

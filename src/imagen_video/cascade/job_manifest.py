@@ -108,6 +108,20 @@ def is_done(job: VideoJob, record: dict[str, Any] | None, settings: dict[str, An
     return job.path.exists() and file_sha256(job.path) == record.get("sha256")
 
 
+def remove_temporaries(directory: Path) -> list[Path]:
+    """Remove the temporary files of atomic writes (``.<name>.*.tmp*``) that a killed run left behind;
+    call it only while no rank is writing. Returns what was removed."""
+    import shutil
+
+    removed = sorted(directory.glob(".*.tmp*")) if directory.is_dir() else []
+    for path in removed:
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    return removed
+
+
 def merge(directory: Path, jobs: Sequence[VideoJob]) -> Path:
     """Write ``manifest.jsonl`` (atomically): the latest line of each of ``jobs`` in job order, then
     lines of other videos the directory's manifest already held; then remove the part files."""
