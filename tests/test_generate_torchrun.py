@@ -144,3 +144,28 @@ def test_a_slow_rank_takes_fewer_batches(setup, tmp_path: Path) -> None:
     ranks = [r["rank"] for r in _manifest(out)]
     assert len(ranks) == 8 and ranks.count(1) < ranks.count(0)
     assert _files(out) == _files(single)
+
+
+def test_evaluate_on_two_ranks_equals_one_process(setup, tmp_path: Path) -> None:
+    model, prompts, _ = setup
+    results = {}
+    for ranks in (1, 2):
+        out = tmp_path / f"eval-{ranks}"
+        args = ["evaluate", "--prompts", str(prompts), "--model", str(model), "--metrics", "world"]
+        args += ["--seeds", "0", "1", "--batch-size", "3", "--device", "cpu", "--out", str(out), "--quiet"]
+        command = [sys.executable, "-m", "imagen_video.cli", *args]
+        done = subprocess.run(
+            _torchrun(command) if ranks == 2 else command,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[ranks] = json.loads((out / "results.json").read_text())
+        for run in results[ranks]["runs"]:
+            assert run["values"].pop("sampling_seconds") > 0
+        results[ranks].pop("prompts_file")
+    assert results[1] == results[2]
+    one, two = (sorted((tmp_path / f"eval-{r}" / "videos").rglob("*.npz")) for r in (1, 2))
+    assert len(one) == 16 and [p.read_bytes() for p in one] == [p.read_bytes() for p in two]

@@ -102,12 +102,13 @@ def start_workers(device: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Workers:
     return Workers(rank, world_size, local_rank, resolved, job_store, timeout_s)
 
 
-def stop_workers(workers: Workers) -> None:
-    """Wait for every rank at the end of the job, then leave the process group."""
+def stop_workers(workers: Workers, *, wait: bool = True) -> None:
+    """Wait for every rank at the end of the job (unless ``wait`` is False), then leave the process group."""
     if workers.distributed:
         import torch.distributed as dist
 
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -122,6 +123,17 @@ def from_main(value: T, workers: Workers) -> T:
     return box[0]
 
 
+def sum_over_ranks(values: list[float], workers: Workers) -> list[float]:
+    """Element-wise sum of per-rank numbers (e.g. seconds spent sampling), on every rank."""
+    if not workers.distributed:
+        return list(values)
+    import torch.distributed as dist
+
+    tensor = torch.tensor(values, dtype=torch.float64, device=workers.device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
 class JobProgress:
     """Rank 0's one bar for the whole job: videos done / total, videos per minute and the ETA.
 
@@ -129,7 +141,7 @@ class JobProgress:
     whenever it refreshes (after each of its own sampler steps and batches, and while it waits).
     """
 
-    def __init__(self, workers: Workers, total: int, done: int, *, enabled: bool) -> None:
+    def __init__(self, workers: Workers, total: int, done: int, *, enabled: bool, desc: str = "") -> None:
         """A bar from ``done`` (already made before this run) to ``total`` videos, on rank 0 only."""
         from tqdm.auto import tqdm
 
@@ -139,6 +151,7 @@ class JobProgress:
         self.bar = tqdm(
             total=total,
             initial=done,
+            desc=desc or None,
             unit="video",
             disable=not show,
             file=sys.stderr,

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from imagen_video.cascade.cli_support import resolve_model_dir
+    from imagen_video.cascade.sharded import start_workers, stop_workers
     from imagen_video.cli import UserError
     from imagen_video.metrics import MetricsConfig, build_metrics
     from imagen_video.metrics.evaluate import VideoRun, evaluate_runs, generate_runs, write_report
@@ -93,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         )
         prompts = read_prompts(args.prompts)
         reference = load_video_dir(args.reference) if args.reference else None
-        metrics = build_metrics(config)  # loads the networks: fail before any sampling
+        workers = start_workers(device)  # one process, or every rank under torchrun (docs/scale.md)
+        metrics = build_metrics(config) if workers.is_main else []  # fail before any sampling
         if args.model is not None:
             runs = generate_runs(
                 resolve_model_dir(args.model),
@@ -103,8 +105,12 @@ def run(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 device=device,
                 progress=not args.quiet,
+                workers=workers,
             )
-        else:
+        if not workers.is_main:  # sampling is sharded; rank 0 computes the metrics
+            stop_workers(workers, wait=False)
+            return 0
+        if args.model is None:
             runs = [
                 VideoRun(Path(d).name, load_video_dir(d, expected=len(prompts)), {"videos": str(d)})
                 for d in args.videos
@@ -122,4 +128,5 @@ def run(args: argparse.Namespace) -> int:
     json_path, md_path = write_report(report, args.out)
     print(md_path.read_text(encoding="utf-8"), end="")
     print(f"wrote {json_path} and {md_path}")
+    stop_workers(workers, wait=False)
     return 0
