@@ -1,4 +1,4 @@
-"""``imagen-video`` for torchrun in which rank 1 sleeps before every batch (uneven ranks in the tests)."""
+"""``imagen-video`` for torchrun in which rank 1 sleeps 3 s before every batch (uneven ranks in the tests)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ if os.environ.get("RANK") == "1":
     generate = Cascade.generate
 
     def slow_generate(self: Cascade, *args: object, **kwargs: object) -> object:
-        """The cascade's generate, one second later."""
-        time.sleep(1.0)
+        """The cascade's generate, three seconds later."""
+        time.sleep(3.0)
         return generate(self, *args, **kwargs)
 
     Cascade.generate = slow_generate  # type: ignore[method-assign]

@@ -166,6 +166,7 @@ def test_evaluate_on_two_ranks_equals_one_process(setup, tmp_path: Path) -> None
         for run in results[ranks]["runs"]:
             assert run["values"].pop("sampling_seconds") > 0
         results[ranks].pop("prompts_file")
+        assert results[ranks]["summary"].pop("sampling_seconds")["n"] == 2
     assert results[1] == results[2]
     one, two = (sorted((tmp_path / f"eval-{r}" / "videos").rglob("*.npz")) for r in (1, 2))
     assert len(one) == 16 and [p.read_bytes() for p in one] == [p.read_bytes() for p in two]
