@@ -3,7 +3,9 @@
 Each configuration is a fresh command (``python -m imagen_video.cli`` alone, or under
 ``torch.distributed.run --standalone --nproc-per-node N``) with one torch thread per rank, making the
 same videos of the shipped demo cascade into a fresh directory; the wall time includes process start
-and the cascade load on every rank, so the ratio is what a user gets, load time included. The
+and the cascade load on every rank, so the ratio is what a user gets, load time included. From the
+manifest's batch times it also reports the cost model's inputs (docs/scale.md): the videos per minute
+of one busy rank and the start-up and load seconds (wall time minus the busiest rank's batch time). The
 machine's load average (``os.getloadavg``) is recorded before and after each run: on a shared machine
 it says how much the other processes took.
 
@@ -50,16 +52,30 @@ def run_once(ranks: int, videos: int, device: str, batch_size: int, out: Path) -
     seconds = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    made = len([p for p in out.iterdir() if not p.name.startswith((".", "manifest"))])
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    busy = rank_seconds(records)
     return {
         "ranks": ranks,
         "device": device,
-        "videos": made,
+        "videos": len(records),
         "seconds": round(seconds, 2),
-        "videos_per_minute": round(made / seconds * 60, 2),
+        "videos_per_minute": round(len(records) / seconds * 60, 2),
+        "rank_batch_seconds": busy,
+        "per_rank_videos_per_minute": round(len(records) / sum(busy.values()) * 60, 2),
+        "start_and_load_seconds": round(seconds - max(busy.values()), 2),
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
     }
+
+
+def rank_seconds(records: list[dict[str, Any]]) -> dict[int, float]:
+    """Seconds each rank spent in its batches (sampling and writing), from the manifest's lines: the
+    cost model's per-rank rate is videos over their sum; the rest of the wall time is start and load."""
+    batches = {(r["rank"], r["batch"]): r["batch_seconds"] for r in records}
+    busy: dict[int, float] = {}
+    for (rank, _), spent in batches.items():
+        busy[rank] = round(busy.get(rank, 0.0) + spent, 2)
+    return dict(sorted(busy.items()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -170,6 +170,7 @@ def test_manifest_then_rerun_makes_only_missing_or_changed_videos(
     assert [r["id"] for r in records] == [p.stem for p in sorted(out.glob("[!.]*.gif"))]
     assert all(r["sha256"] == job_manifest.file_sha256(out / r["file"]) for r in records)
     assert {r["rank"] for r in records} == {0} and {r["run_seed"] for r in records} == {2}
+    assert [r["batch"] for r in records] == [0, 0, 1, 1, 2, 2] and records[0]["batch_seconds"] > 0
     assert records[0]["settings"]["stages"]["base"]["sampler"]["steps"] == 1
     assert not list(out.glob("manifest.part-*"))
 

@@ -2,8 +2,8 @@
 
 Each line records the video's id, prompt, positions, generator seed, file name, SHA-256, the run's
 settings (cascade, per-stage sampling settings, format), the rank that made it and the wall time of
-its batch. While a job runs, every rank appends its lines to its own part file
-(``manifest.part-<rank>.jsonl``, one ``write`` + ``fsync`` per line); at the end rank 0 merges the
+its batch (and the batch's index). While a job runs, every rank appends its lines to its own part file
+(``manifest.part-<rank>.jsonl``, one ``write`` + ``fsync`` per batch); at the end rank 0 merges the
 manifest and every part into a new ``manifest.jsonl`` (written atomically) and removes the parts.
 A run killed at any point leaves a manifest and parts that a re-run reads back: a video is done when
 its file exists, its SHA-256 matches its latest line, and that line has the run's settings.
@@ -43,8 +43,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def entry(job: VideoJob, settings: dict[str, Any], rank: int, seconds: float) -> dict[str, Any]:
-    """The manifest line of a written video."""
+def entry(job: VideoJob, settings: dict[str, Any], rank: int, batch: int, seconds: float) -> dict[str, Any]:
+    """The manifest line of a written video, sampled by ``rank`` in batch ``batch`` in ``seconds``."""
     return {
         "id": job.id,
         "prompt": job.prompt,
@@ -55,6 +55,7 @@ def entry(job: VideoJob, settings: dict[str, Any], rank: int, seconds: float) ->
         "sha256": file_sha256(job.path),
         "settings": settings,
         "rank": rank,
+        "batch": batch,
         "batch_seconds": round(seconds, 3),
     }
 

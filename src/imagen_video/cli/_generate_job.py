@@ -175,7 +175,9 @@ def _make(args: argparse.Namespace, workers: Workers, plan: JobPlan, started: fl
         )
         paths = write_outputs(chosen, [unit[i].path for i in missing], plan.fmt, args.scale)
         seconds = time.perf_counter() - begin
-        entries = [job_manifest.entry(unit[i], plan.settings, workers.rank, seconds) for i in missing]
+        entries = [
+            job_manifest.entry(unit[i], plan.settings, workers.rank, todo[k], seconds) for i in missing
+        ]
         job_manifest.append_entries(part, [{**e, "run_seed": plan.seed} for e in entries])
         if not workers.distributed:
             for path in paths:
