@@ -200,3 +200,11 @@ def test_torn_manifest_lines_are_ignored(tmp_path: Path) -> None:
     with open(job_manifest.part_path(tmp_path, 1), "a", encoding="utf-8") as handle:
         handle.write('{"id": "b", "sha')  # a writer killed mid-line
     assert job_manifest.read_entries(tmp_path) == {"a": {"id": "a", "sha256": "2"}}
+
+
+def test_python_m_imagen_video_is_the_command_line() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "imagen_video", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("imagen-video ")
