@@ -35,7 +35,7 @@ JSON
 # counts then count the new steps) instead of training the demo preset from scratch.
 CASCADE=demo
 if [ "${FROM_SHIPPED:-0}" = 1 ]; then
-  CASCADE=$(python -c "from imagen_video.cascade.cli_support import shipped_cascade_dir as d; print(d('demo'))")
+  CASCADE=$(python -c "from imagen_video.cascade.registry import shipped_cascade_dir as d; print(d('demo'))")
 fi
 
 train() {  # stage steps config [more train options]

@@ -68,11 +68,12 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from imagen_video.cascade.cli_support import resolve_model_dir
+    from imagen_video.cascade.registry import resolve_model_dir
     from imagen_video.cli import UserError
     from imagen_video.metrics import MetricsConfig, build_metrics
     from imagen_video.metrics.evaluate import VideoRun, evaluate_runs, generate_runs, write_report
-    from imagen_video.metrics.videos import load_video_dir, read_prompts
+    from imagen_video.metrics.videos import load_video_dir
+    from imagen_video.prompts import read_prompt_file
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.seeds is not None and args.model is None:
@@ -91,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=device,
         )
-        prompts = read_prompts(args.prompts)
+        prompts = [prompt for _, prompt in read_prompt_file(args.prompts)]
         reference = load_video_dir(args.reference) if args.reference else None
         metrics = build_metrics(config)  # loads the networks: fail before any sampling
         if args.model is not None:

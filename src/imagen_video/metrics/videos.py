@@ -23,17 +23,6 @@ from imagen_video.serialization import atomic_path
 SIDECAR_SUFFIXES = (".txt", ".json", ".jsonl", ".md")
 
 
-def read_prompts(path: str | os.PathLike[str]) -> list[str]:
-    """Read a prompt file: one prompt per line, surrounding whitespace stripped, blank lines skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file not found: {path}")
-    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not prompts:
-        raise ValueError(f"prompt file {path} holds no prompts (one prompt per line expected)")
-    return prompts
-
-
 def list_video_entries(directory: str | os.PathLike[str]) -> list[Path]:
     """The video entries of ``directory`` in sorted name order (files and frame folders)."""
     directory = Path(directory)
