@@ -333,7 +333,7 @@ def run_table(
     With a subset of ``rows`` (e.g. only the slow original rows, before the distilled cascade exists)
     the rows are sampled into the cache and no table is written (returns None).
     """
-    from imagen_video.metrics.world import WorldMetrics
+    from imagen_video.world.metric import WorldMetrics
 
     torch_device = torch.device(device)
     original = Cascade.from_pretrained(original_dir, device=torch_device)

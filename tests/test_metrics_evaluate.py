@@ -372,8 +372,8 @@ def test_cli_samples_a_real_tiny_cascade(nets, tmp_path, capsys) -> None:
 
 def test_world_metrics_plug_in(tmp_path) -> None:
     pytest.importorskip("imagen_video.world.clip")
-    from imagen_video.metrics.world import WorldMetrics
     from imagen_video.world.clip import WorldClip, WorldClipConfig, save_world_clip
+    from imagen_video.world.metric import WorldMetrics, register_world_metric
     from imagen_video.world.render import render_batch
     from imagen_video.world.spec import parse_caption
     from tiny_t5 import save_tiny_t5
@@ -392,6 +392,7 @@ def test_world_metrics_plug_in(tmp_path) -> None:
     save_world_clip(WorldClip(config), tmp_path / "world_clip")
     clips = render_batch([parse_caption(p) for p in PROMPTS], frames=8, height=24, width=40, seed=0)
     videos = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 255  # (N, C, T, H, W)
+    register_world_metric()
     metric = build_metrics(
         MetricsConfig(metrics=("world",), world_clip=str(tmp_path / "world_clip"), num_distractors=5)
     )[0]

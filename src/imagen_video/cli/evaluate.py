@@ -74,7 +74,9 @@ def run(args: argparse.Namespace) -> int:
     from imagen_video.metrics.evaluate import VideoRun, evaluate_runs, generate_runs, write_report
     from imagen_video.metrics.videos import load_video_dir
     from imagen_video.prompts import read_prompt_file
+    from imagen_video.world.metric import register_world_metric
 
+    register_world_metric()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.seeds is not None and args.model is None:
         raise UserError("--seeds applies to --model only; with --videos every directory is one run")

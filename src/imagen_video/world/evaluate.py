@@ -54,7 +54,7 @@ def evaluate_world(
     without moving prompts), plus ``attributes`` (per-attribute and per-prompt accuracy) and
     ``num_videos``.
     """
-    from imagen_video.metrics import frechet_distance
+    from imagen_video.metrics.frechet import frechet_distance
 
     clips = as_clip_list(videos, layout)  # each float64 (T, H, W, 3)
     model = load_world_clip() if model is None else model
