@@ -1,5 +1,5 @@
 """The distillation loop, its resume, distilled stages in the cascade and the ``distill`` CLI
-(paper secs. 2.7, 3.4; diffusion-math.md secs. 10-12). Tiny U-Nets on a synthetic world dataset;
+(paper secs. 2.7, 3.4; docs/math.md secs. 10-12). Tiny U-Nets on a synthetic world dataset;
 captions come from a hashing test encoder through the real embedding cache."""
 
 from __future__ import annotations

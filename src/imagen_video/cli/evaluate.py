@@ -1,6 +1,6 @@
 """`imagen-video evaluate`: frame FID, FVD, CLIP score, CLIP R-Precision and in-domain metrics.
 
-Paper sec. 3 and Table 1 (diffusion-math.md sec. 13). Videos come from a cascade (``--model DIR``,
+Paper sec. 3 and Table 1 (docs/math.md sec. 13). Videos come from a cascade (``--model DIR``,
 one run per ``--seeds`` value, cached under ``--out`` for resumption) or from directories of videos
 (``--videos DIR [DIR ...]``, one run per directory, one video per prompt in sorted name order).
 Writes ``results.json`` and ``results.md`` to ``--out``. All feature networks are local files.

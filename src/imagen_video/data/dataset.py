@@ -10,8 +10,8 @@ A :class:`VideoTextDataset` turns manifest records into model-ready samples for 
   randomly cropped to ``crop`` (the fully convolutional top stage, sec. 2.3);
 * ``cond_video`` (SR stages): the previous stage's view of the *same* clip, ``(C, Tc, Hc, Wc)``:
   every k-th frame (``k = T / Tc``) downsampled with antialiasing. The training step upsamples it with
-  ``imagen_video.models.upsample_video`` and noise-augments it (diffusion-math.md sec. 8);
-* ``image_mode``: True for an image packed into a sequence of T frames (sec. 2.6, diffusion-math.md
+  ``imagen_video.models.upsample_video`` and noise-augments it (docs/math.md sec. 8);
+* ``image_mode``: True for an image packed into a sequence of T frames (sec. 2.6, docs/math.md
   sec. 9). Text conditioning is per sample (contract 1: ``text_tokens (B, L, D)``), so a packed
   sample holds T copies of ONE image with its caption, not T unrelated images under one caption
   (which would pair T-1 frames with a wrong caption). The frames are independent for the network

@@ -119,7 +119,7 @@ def conditioning_clip(frames: torch.Tensor, cond_frames: int, cond_size: tuple[i
 
     ``frames`` (T, C, H, W) -> (cond_frames, C, h, w) with ``k = T // cond_frames``: frame j of the
     result is frame ``j * k`` of the clip, so frame-repetition upsampling (``repeat_interleave(k)``)
-    puts it back at positions ``j * k .. j * k + k - 1``, exactly aligned (diffusion-math.md sec. 8).
+    puts it back at positions ``j * k .. j * k + k - 1``, exactly aligned (docs/math.md sec. 8).
     """
     total = frames.shape[0]
     if cond_frames < 1 or total % cond_frames:

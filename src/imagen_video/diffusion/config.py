@@ -7,7 +7,7 @@ allowed ones.
 Guidance weights everywhere in this project use the paper's eq. 5 convention,
 ``x_tilde = (1 + w) * x_hat(z, c) - w * x_hat(z, null)``, so ``w = 0`` is plain conditional sampling.
 Saharia et al. (Imagen) write ``W = 1 + w`` (``W = 1`` = no guidance); the paper's Table 1 entry
-"oscillate(15, 1)" follows Saharia and is ``w`` alternating 14 and 0 here (diffusion-math.md sec. 6).
+"oscillate(15, 1)" follows Saharia and is ``w`` alternating 14 and 0 here (docs/math.md sec. 6).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _check_finite(owner: str, name: str, value: float) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class ScheduleConfig(JsonConfig):
-    """Continuous-time cosine log-SNR schedule (paper sec. 2.1; diffusion-math.md sec. 1).
+    """Continuous-time cosine log-SNR schedule (paper sec. 2.1; docs/math.md sec. 1).
 
     ``logsnr(t) = -2 log tan(a t + b) + shift`` with ``logsnr(0) = logsnr_max + shift`` (data end) and
     ``logsnr(1) = logsnr_min + shift`` (noise end).
@@ -154,7 +154,7 @@ class GuidanceConfig(JsonConfig):
 
 @dataclasses.dataclass(frozen=True)
 class ThresholdConfig(JsonConfig):
-    """Projection of x_hat to the pixel range (paper sec. 2.6.2; diffusion-math.md sec. 7)."""
+    """Projection of x_hat to the pixel range (paper sec. 2.6.2; docs/math.md sec. 7)."""
 
     mode: str = "dynamic"  # "none", "static" (clip to [-1, 1]) or "dynamic" (Saharia et al. 2022)
     percentile: float = 0.995  # dynamic: quantile p of |x_hat| per sample, in (0, 1]
@@ -178,7 +178,7 @@ def paper_schedule() -> ScheduleConfig:
 def shifted_schedule(res: int, ref_res: int) -> ScheduleConfig:
     """Cosine schedule shifted by ``2 log(ref_res / res)`` for a stage at resolution ``res``.
 
-    Not in the paper (diffusion-math.md sec. 1, optional extension): larger stages get noisier.
+    Not in the paper (docs/math.md sec. 1, optional extension): larger stages get noisier.
     """
     if res < 1 or ref_res < 1:
         raise ValueError(f"shifted_schedule needs positive resolutions, got res={res}, ref_res={ref_res}")

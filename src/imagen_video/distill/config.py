@@ -1,4 +1,4 @@
-"""Distillation settings and the round plan (paper sec. 2.7; diffusion-math.md secs. 10-12).
+"""Distillation settings and the round plan (paper sec. 2.7; docs/math.md secs. 10-12).
 
 Conventions used by every number here:
 
@@ -130,7 +130,7 @@ def distillation_plan(config: DistillConfig, phase: str) -> tuple[Round, ...]:
     """The rounds of ``phase`` ("guidance", "progressive" or "all"): e.g. 256 -> 128 -> ... -> 8.
 
     Progressive rounds halve the step count from ``start_steps`` down to ``target_steps``
-    (diffusion-math.md sec. 10); the guidance round comes first (sec. 11).
+    (docs/math.md sec. 10); the guidance round comes first (sec. 11).
     """
     if phase not in PHASES:
         raise ValueError(f"phase {phase!r} is not allowed; allowed: {', '.join(PHASES)}")

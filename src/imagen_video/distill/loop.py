@@ -1,5 +1,5 @@
 """``distill_stage``: guidance distillation then progressive distillation of one cascade stage, resumable
-(paper sec. 2.7; diffusion-math.md secs. 10-12).
+(paper sec. 2.7; docs/math.md secs. 10-12).
 
 The plan (:func:`~imagen_video.distill.config.distillation_plan`) is a list of rounds. Round 0 of
 ``--phase all`` is guidance distillation: the teacher is the original stage, the student its copy

@@ -120,7 +120,7 @@ class UNetConfig(JsonConfig):
     dropout: float = 0.0
     """Dropout inside the residual blocks."""
     use_guidance_embedding: bool = False
-    """Embed the guidance weight w (guidance-distilled students, paper sec. 2.7; diffusion-math.md
+    """Embed the guidance weight w (guidance-distilled students, paper sec. 2.7; docs/math.md
     sec. 11). Its last layer is zero-initialised, so a student copied from its teacher starts equal."""
     gradient_checkpointing: bool = False
     """Recompute each block's activations in the backward pass (torch.utils.checkpoint)."""

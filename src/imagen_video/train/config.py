@@ -61,7 +61,7 @@ class TrainConfig(JsonConfig):
     num_previews: int = 2
     """Number of previews when ``preview_prompts`` is empty."""
     preview_sampling_steps: int = 8
-    """DDIM steps of a preview sample (diffusion-math.md sec. 5)."""
+    """DDIM steps of a preview sample (docs/math.md sec. 5)."""
     log_every: int = 10
     """Append a row to ``train_log.csv`` every N steps (mean loss over those steps)."""
     seed: int = 0

@@ -5,7 +5,7 @@ augments some of them (blur by 2x down/up-sampling, Gaussian noise, dimming, so 
 generated clips still embed sensibly), captions each with its canonical caption or a random
 paraphrase, and minimises three cross-entropies with a learned temperature (CLIP, Radford et al.
 2021): frame -> batch captions, caption -> batch videos (mean frame embedding), and frame -> all
-canonical captions of the training combinations (which is what R-Precision ranks; diffusion-math.md
+canonical captions of the training combinations (which is what R-Precision ranks; docs/math.md
 sec. 13). The frozen text encoder's pooled features of every possible caption are computed once.
 
 The shipped weights in ``imagen_video/assets/world_clip/`` were produced by::
