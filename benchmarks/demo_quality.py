@@ -1,7 +1,7 @@
-"""Issue 7's quality check of a cascade in the synthetic world, with the rendered ground-truth row.
+"""The quality of a cascade in the synthetic world (docs/demo-cascade.md), with the rendered ground-truth row.
 
 Samples one video per prompt and seed with the cascade's own sampling defaults (or per-stage
-overrides, as ``generate`` takes them) and scores it with both in-domain evaluators (issue 5):
+overrides, as ``generate`` takes them) and scores it with both in-domain evaluators (docs/world.md):
 attribute accuracy (color, shape and motion all right) and the world-CLIP score / R-Precision (99
 distractors) / Fréchet distance, and the motion's unevenness (``motion_step_cv``: about 0 for constant
 speed, about 1 for frames repeated in pairs). The ground-truth row scores world renders of the same

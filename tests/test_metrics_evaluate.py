@@ -1,4 +1,4 @@
-"""Frame FID, video directories, the evaluate driver and `imagen-video evaluate` end to end (issue 9)."""
+"""Frame FID, video directories, the evaluate driver and `imagen-video evaluate` end to end."""
 
 from __future__ import annotations
 

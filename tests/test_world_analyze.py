@@ -1,4 +1,4 @@
-"""Attribute analyzer: >= 99% on rendered clips at 24x40 and above, layouts, edge cases (issue 5)."""
+"""Attribute analyzer: >= 99% on rendered clips at 24x40 and above, layouts, edge cases."""
 
 from __future__ import annotations
 

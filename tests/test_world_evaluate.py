@@ -1,4 +1,4 @@
-"""Both in-domain evaluators together; the ground-truth row on rendered clips (issue 5)."""
+"""Both in-domain evaluators together; the ground-truth row on rendered clips."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Tier-2 analyzer: >= 99% on rendered two-object clips at 24x40 and text clips at 48x80 and above,
-component labelling, wrong prompts, mixed tiers, layouts and edge cases (issue 5)."""
+component labelling, wrong prompts, mixed tiers, layouts and edge cases."""
 
 from __future__ import annotations
 

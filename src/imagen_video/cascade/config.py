@@ -1,4 +1,4 @@
-"""Stage and cascade configs (brief contract 6; paper sec. 2.2 and Figure 6).
+"""Stage and cascade configs (paper sec. 2.2 and Figure 6).
 
 A cascade is a base stage followed by interleaved temporal (TSR) and spatial (SSR) super-resolution
 stages. Each :class:`StageConfig` holds its network (:class:`UNetConfig`), its diffusion

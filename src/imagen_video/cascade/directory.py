@@ -1,4 +1,4 @@
-"""The cascade directory (brief contract 6): ``cascade.json`` plus one stage folder per stage.
+"""The cascade directory (docs/CONTRIBUTING.md, "Cascade directory"): ``cascade.json`` plus one stage folder per stage.
 
 ``cascade.json`` holds a format tag, the stage order, the text encoder's identity (when known) and
 the :class:`CascadeConfig` (stage shapes, fps and the default sampler, guidance, thresholding and
@@ -167,7 +167,7 @@ def assemble_cascade(
     text_encoder_identity: str | None = None,
     text_dim: int | None = None,
 ) -> CascadeConfig:
-    """Write ``cascade.json`` over trained stage folders and return the config (brief contract 6).
+    """Write ``cascade.json`` over trained stage folders and return the config.
 
     ``stage_dirs``: stage folders to copy into ``<directory>/<stage name>/`` (e.g. a training run's
     ``<run>/stage``); default: the stage folders already in ``directory``. ``order``: the stage names

@@ -58,7 +58,7 @@ class CascadeStep:
 
 @dataclasses.dataclass(frozen=True)
 class CascadeOutput:
-    """A cascade's result: ``video`` (B, C, T, H, W) float32 on the CPU in [0, 1] (contract 5) at ``fps``;
+    """A cascade's result: ``video`` (B, C, T, H, W) float32 on the CPU in [0, 1] at ``fps``;
     ``timings`` maps each stage name run to its wall-clock seconds; ``text_seconds`` is the encoder's."""
 
     video: torch.Tensor

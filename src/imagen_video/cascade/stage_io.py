@@ -1,4 +1,4 @@
-"""The single place that reads and writes a stage folder (brief contract 6).
+"""The single place that reads and writes a stage folder (docs/CONTRIBUTING.md, "Cascade directory").
 
 A stage folder ``<cascade dir>/<stage name>/`` holds ``config.json`` (the :class:`StageConfig`) and
 ``model.safetensors`` (the network's weights; the EMA weights when written by training). Both are

@@ -5,14 +5,14 @@ appropriate spatial and temporal resolutions by spatial resizing and frame skipp
 A :class:`VideoTextDataset` turns manifest records into model-ready samples for one
 :class:`StageDataSpec`:
 
-* ``video``: ``(C, T, H, W)`` float in [-1, 1] (contract 5), a clip sampled at the stage's fps by
+* ``video``: ``(C, T, H, W)`` float in [-1, 1], a clip sampled at the stage's fps by
   frame skipping, aspect-cropped and resized with antialiased bilinear filtering, optionally
   randomly cropped to ``crop`` (the fully convolutional top stage, sec. 2.3);
 * ``cond_video`` (SR stages): the previous stage's view of the *same* clip, ``(C, Tc, Hc, Wc)``:
   every k-th frame (``k = T / Tc``) downsampled with antialiasing. The training step upsamples it with
   ``imagen_video.models.upsample_video`` and noise-augments it (docs/math.md sec. 8);
 * ``image_mode``: True for an image packed into a sequence of T frames (sec. 2.6, docs/math.md
-  sec. 9). Text conditioning is per sample (contract 1: ``text_tokens (B, L, D)``), so a packed
+  sec. 9). Text conditioning is per sample (``text_tokens (B, L, D)`` of :class:`~imagen_video.models.VideoUNet`), so a packed
   sample holds T copies of ONE image with its caption, not T unrelated images under one caption
   (which would pair T-1 frames with a wrong caption). The frames are independent for the network
   (temporal attention/convolution masked) and receive independent noise, so the copies act as T
@@ -340,7 +340,7 @@ class VideoTextDataset(Dataset):
 
 
 def collate_video_text(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stack samples into a batch for ``train_step`` (contract 1 shapes).
+    """Stack samples into a batch for ``train_step`` (the shapes :class:`~imagen_video.models.VideoUNet` takes).
 
     Returns ``video`` (B, C, T, H, W), ``cond_video`` (B, C, Tc, Hc, Wc) for SR stages, ``image_mode``
     (B,) bool, ``index`` (B,) int64 and ``caption`` list[str] (text is encoded by the caller).

@@ -3,7 +3,7 @@
 "We spatially resize images and videos using antialiased bilinear resizing, and we temporally resize
 videos by skipping frames" (paper sec. 3). Frames travel as float ``(T, C, H, W)`` in [0, 1] through
 these functions (frames as the batch axis of ``F.interpolate``); :func:`to_model_video` turns them
-into the model convention ``(C, T, H, W)`` in [-1, 1] (CONTRIBUTING-BRIEF contract 5).
+into the model convention ``(C, T, H, W)`` in [-1, 1] (docs/CONTRIBUTING.md, "Conventions").
 
 Randomness (clip start, crop offsets) comes in as a ``numpy.random.Generator``.
 """
@@ -128,5 +128,5 @@ def conditioning_clip(frames: torch.Tensor, cond_frames: int, cond_size: tuple[i
 
 
 def to_model_video(frames: torch.Tensor) -> torch.Tensor:
-    """float ``(T, C, H, W)`` in [0, 1] -> contiguous ``(C, T, H, W)`` in [-1, 1] (contract 5)."""
+    """float ``(T, C, H, W)`` in [0, 1] -> contiguous ``(C, T, H, W)`` in [-1, 1]."""
     return frames.permute(1, 0, 2, 3).mul(2.0).sub(1.0).clamp_(-1.0, 1.0).contiguous()

@@ -1,5 +1,5 @@
 """Distilled stages in cascade directories: load a stage to distill, assemble original / mixed / fully
-distilled cascades (paper sec. 3.4, Table 1; brief contract 6).
+distilled cascades (paper sec. 3.4, Table 1).
 
 A distilled stage folder (``<run>/stage``, written by ``save_stage``) has the same network as the
 original plus the w-embedding (``unet.use_guidance_embedding=True``) and defaults to the stochastic

@@ -43,7 +43,7 @@ from imagen_video.train.step import autocast
 
 @dataclasses.dataclass(frozen=True)
 class StageInputs:
-    """One micro-batch with its conditioning, as teacher and student see it (contract 1 shapes)."""
+    """One micro-batch with its conditioning, as teacher and student see it (the shapes :class:`~imagen_video.models.VideoUNet` takes)."""
 
     x: torch.Tensor  # (B, C, T, H, W) clean clips in [-1, 1], float32
     tokens: torch.Tensor  # (B, L, D) text tokens

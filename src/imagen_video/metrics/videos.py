@@ -3,9 +3,9 @@
 A video directory holds one entry per video, taken in sorted name order: a video file (.mp4, .webm,
 .avi, .mov, .mkv, .gif), a ``.npz`` with array ``frames`` uint8 (T, H, W, 3) (the project's lossless
 format), or a sub-folder of image frames sorted by name; all are decoded by
-:func:`imagen_video.data.decode.decode_media` (brief contract 4). Caption sidecars (.txt, .json,
+:func:`imagen_video.data.decode.decode_media` (the media of :mod:`imagen_video.data.manifest`). Caption sidecars (.txt, .json,
 .jsonl, .md) and hidden files are skipped.
-Videos come back as float (N, C, T, H, W) in [0, 1], the metrics' input convention (contract 5).
+Videos come back as float (N, C, T, H, W) in [0, 1], the metrics' input convention.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def list_video_entries(directory: str | os.PathLike[str]) -> list[Path]:
 
 
 def read_video(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode one video entry to uint8 (T, H, W, 3) with the data loaders' decoder (contract 4)."""
+    """Decode one video entry to uint8 (T, H, W, 3) with the data loaders' decoder."""
     try:
         return decode_media(path).frames
     except MediaDecodeError as err:

@@ -148,7 +148,7 @@ def load_train_config(path: str | Path | None = None, **overrides: Any) -> Train
 
 def resolve_cascade(spec: str) -> Any:
     """A ``CascadeConfig`` from a preset name ("tiny", "demo", "paper"), a cascade directory, its
-    ``cascade.json``, or a plain CascadeConfig JSON file (contract 6)."""
+    ``cascade.json``, or a plain CascadeConfig JSON file (docs/CONTRIBUTING.md, "Cascade directory")."""
     from imagen_video.cascade.directory import read_cascade_config
     from imagen_video.cascade.presets import get_cascade_preset
 

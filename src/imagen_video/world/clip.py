@@ -5,7 +5,7 @@ Its input is RGB, the frame difference x_t - x_{t-1} and (x, y) coordinate chann
 each apply a spatial 3x3 stride-2 conv (+ GroupNorm, SiLU) and a residual temporal conv of width 3;
 each frame's map is pooled globally (mean and max) and an MLP gives its embedding. A frame's
 embedding sees +-3 neighbouring frames, so it carries the motion as well as the color and shape.
-Text side: the project's frozen text encoder (``"embedded"`` MiniLM by default, brief contract 3),
+Text side: the project's frozen text encoder (``"embedded"`` MiniLM by default, paper sec. 2.2),
 masked-mean-pooled over tokens, then a small trainable MLP projection to D. Trained contrastively
 (InfoNCE) by :mod:`imagen_video.world.clip_train`; the shipped weights live in
 ``imagen_video/assets/world_clip/``.
@@ -17,7 +17,7 @@ Metrics (paper sec. 3.4, Table 1; docs/math.md sec. 13):
   with a fixed seed from the other tier-1 combinations, per frame, averaged over frames and videos;
 - :func:`video_features`: pooled video embeddings for an in-domain Fréchet distance (FVD analogue).
 
-Inputs are clips at the user boundary: float (B, C, T, H, W) in [0, 1] (contract 5) or uint8
+Inputs are clips at the user boundary: float (B, C, T, H, W) in [0, 1] or uint8
 (T, H, W, 3) arrays; other sizes than the config's (T, H, W) are resized (antialiased bilinear in
 space, linear in time).
 """

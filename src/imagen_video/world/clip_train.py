@@ -243,7 +243,7 @@ def evaluate_clip(
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: train the world CLIP and write weights, config and ``train_report.json`` to --out."""
-    parser = argparse.ArgumentParser(description="Train the in-domain world CLIP (issue 5).")
+    parser = argparse.ArgumentParser(description="Train the in-domain world CLIP (docs/world.md).")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--steps", type=int, default=ClipTrainConfig.steps)
     parser.add_argument("--max-seconds", type=float, default=ClipTrainConfig.max_seconds)

@@ -1,4 +1,4 @@
-"""Both in-domain evaluators in one call, and the ground-truth row on real rendered clips (issue 5).
+"""Both in-domain evaluators in one call, and the ground-truth row on real rendered clips (docs/world.md).
 
 :func:`evaluate_world` gives the world's version of the paper's Table 1 (sec. 3.4): attribute
 accuracy (analyzer), in-domain CLIP score and CLIP R-Precision, and the Fréchet distance (float64,
