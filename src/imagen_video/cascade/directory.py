@@ -1,4 +1,5 @@
-"""The cascade directory (docs/CONTRIBUTING.md, "Cascade directory"): ``cascade.json`` plus one stage folder per stage.
+"""The cascade directory: ``cascade.json`` plus one stage folder per stage (docs/CONTRIBUTING.md,
+"Cascade directory").
 
 ``cascade.json`` holds a format tag, the stage order, the text encoder's identity (when known) and
 the :class:`CascadeConfig` (stage shapes, fps and the default sampler, guidance, thresholding and

@@ -173,8 +173,8 @@ def _from_noised_input(stage: StageConfig) -> StageConfig:
     noise (the paper's start) they blurred and grained the shapes. On 18 world prompts t = 0.3 raised
     the attribute accuracy from 0.44 (aug log-SNR 3, t = 1) to 0.67; on 36 prompts t = 0.1 for the
     last two stages, fine-tuned on t <= 0.35, raised it from 0.67-0.69 to 0.86-0.92. With the
-    first GPU-trained stages (v5 in docs/demo-cascade.md), t = 1 for tsr1 and ssr1 is close behind (R-Precision 0.931
-    against 0.958 on seed 0; docs/demo-cascade.md).
+    first GPU-trained stages (v5 in docs/demo-cascade.md), t = 1 for tsr1 and ssr1 is close behind
+    (R-Precision 0.931 against 0.958 on seed 0).
     """
     start_from = "interpolated" if stage.kind == "tsr" else "upsampled"
     sampler = stage.sampler.replace(t_start=DEMO_SR_T_START[stage.name], start_from=start_from)

@@ -12,7 +12,7 @@ A :class:`VideoTextDataset` turns manifest records into model-ready samples for 
   every k-th frame (``k = T / Tc``) downsampled with antialiasing. The training step upsamples it with
   ``imagen_video.models.upsample_video`` and noise-augments it (docs/math.md sec. 8);
 * ``image_mode``: True for an image packed into a sequence of T frames (sec. 2.6, docs/math.md
-  sec. 9). Text conditioning is per sample (``text_tokens (B, L, D)`` of :class:`~imagen_video.models.VideoUNet`), so a packed
+  sec. 9). Text conditioning is per sample (the network's ``text_tokens (B, L, D)``), so a packed
   sample holds T copies of ONE image with its caption, not T unrelated images under one caption
   (which would pair T-1 frames with a wrong caption). The frames are independent for the network
   (temporal attention/convolution masked) and receive independent noise, so the copies act as T
@@ -340,7 +340,7 @@ class VideoTextDataset(Dataset):
 
 
 def collate_video_text(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stack samples into a batch for ``train_step`` (the shapes :class:`~imagen_video.models.VideoUNet` takes).
+    """Stack samples into a batch for ``train_step`` (the shapes ``VideoUNet.forward`` takes).
 
     Returns ``video`` (B, C, T, H, W), ``cond_video`` (B, C, Tc, Hc, Wc) for SR stages, ``image_mode``
     (B,) bool, ``index`` (B,) int64 and ``caption`` list[str] (text is encoded by the caller).

@@ -1,4 +1,4 @@
-"""Decoding media to uint8 frames through maintained libraries (the media of :mod:`imagen_video.data.manifest`).
+"""Decoding media to uint8 frames through maintained libraries (the media of a dataset manifest).
 
 Videos (.mp4/.webm/.avi/.mov/.mkv/.gif) are decoded with PyAV (FFmpeg); GIFs fall back to imageio
 if PyAV fails on them. Images and frame folders go through Pillow, ``.npz`` arrays through numpy.

@@ -43,7 +43,8 @@ from imagen_video.train.step import autocast
 
 @dataclasses.dataclass(frozen=True)
 class StageInputs:
-    """One micro-batch with its conditioning, as teacher and student see it (the shapes :class:`~imagen_video.models.VideoUNet` takes)."""
+    """One micro-batch with its conditioning, as teacher and student see it (``VideoUNet.forward``'s
+    shapes)."""
 
     x: torch.Tensor  # (B, C, T, H, W) clean clips in [-1, 1], float32
     tokens: torch.Tensor  # (B, L, D) text tokens

@@ -3,8 +3,8 @@
 A video directory holds one entry per video, taken in sorted name order: a video file (.mp4, .webm,
 .avi, .mov, .mkv, .gif), a ``.npz`` with array ``frames`` uint8 (T, H, W, 3) (the project's lossless
 format), or a sub-folder of image frames sorted by name; all are decoded by
-:func:`imagen_video.data.decode.decode_media` (the media of :mod:`imagen_video.data.manifest`). Caption sidecars (.txt, .json,
-.jsonl, .md) and hidden files are skipped.
+:func:`imagen_video.data.decode.decode_media`, the data loaders' decoder. Caption sidecars (.txt,
+.json, .jsonl, .md) and hidden files are skipped.
 Videos come back as float (N, C, T, H, W) in [0, 1], the metrics' input convention.
 """
 

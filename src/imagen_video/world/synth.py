@@ -1,4 +1,4 @@
-"""Write a synthetic captioned dataset of the world in the project's on-disk format (:mod:`imagen_video.data.manifest`).
+"""Write a synthetic captioned dataset of the world in the format of :mod:`imagen_video.data.manifest`.
 
 Layout of the output directory::
 
