@@ -41,6 +41,7 @@ from imagen_video.data.decode import MediaDecodeError, decode_media, probe_media
 from imagen_video.data.manifest import DatasetError, MediaRecord, load_records
 from imagen_video.data.transforms import (
     ASPECT_CROPS,
+    AspectCrop,
     aspect_crop_box,
     clip_frame_indices,
     conditioning_clip,
@@ -87,7 +88,7 @@ class StageDataSpec(JsonConfig):
     cond_width: int | None = None
     crop: tuple[int, int] | None = None
     use_images: bool = False
-    aspect_crop: str = "center"
+    aspect_crop: AspectCrop = "center"
 
     def __post_init__(self) -> None:
         for name in ("frames", "height", "width"):
@@ -138,7 +139,7 @@ class StageDataSpec(JsonConfig):
             )
 
     @classmethod
-    def from_stage(cls, stage: Any, *, aspect_crop: str = "center") -> StageDataSpec:
+    def from_stage(cls, stage: Any, *, aspect_crop: AspectCrop = "center") -> StageDataSpec:
         """Build from a cascade ``StageConfig`` (shapes, fps, ``train_crop``, ``use_images``)."""
         return cls(
             frames=stage.frames,

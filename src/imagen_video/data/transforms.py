@@ -10,6 +10,8 @@ Randomness (clip start, crop offsets) comes in as a ``numpy.random.Generator``.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,7 +29,8 @@ __all__ = [
     "to_model_video",
 ]
 
-ASPECT_CROPS = ("center", "random")
+AspectCrop = Literal["center", "random"]
+ASPECT_CROPS: tuple[str, ...] = get_args(AspectCrop)
 
 
 def frame_stride(source_fps: float, target_fps: float) -> int:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from imagen_video.serialization import JsonConfig
 
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 DATA_ORDER_FIELDS: tuple[str, ...] = ("seed", "batch_size", "grad_accum", "image_fraction")
 """TrainConfig fields that define which samples each step sees (a resume that changes them warns)."""
 
@@ -68,7 +69,7 @@ class TrainConfig(JsonConfig):
     """Seeds the model initialisation, the data order and the training noise generator."""
     num_workers: int = 0
     """DataLoader worker processes per rank."""
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     """"fp32", or "bf16" (bf16 autocast of the network forward, on CUDA only; math stays float32)."""
     image_fraction: float | None = None
     """Joint training (paper sec. 2.6): fraction of micro-batch slots drawn from image items; None
