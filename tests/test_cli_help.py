@@ -33,7 +33,8 @@ def test_every_module_with_register_is_a_command() -> None:
     import imagen_video.cli as cli
 
     modules = [m.name for m in pkgutil.iter_modules(cli.__path__) if not m.name.startswith("_")]
-    registering = [m for m in modules if hasattr(importlib.import_module(f"imagen_video.cli.{m}"), "register")]
+    loaded = [importlib.import_module(f"imagen_video.cli.{m}") for m in modules]
+    registering = [module for module in loaded if hasattr(module, "register")]
     top = {path[0] for path in COMMANDS}
     assert len(top) == len(registering) >= 8 and {"generate", "train", "evaluate", "encode-text"} <= top
 
