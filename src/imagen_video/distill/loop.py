@@ -66,7 +66,7 @@ from imagen_video.train.state import (
 )
 from imagen_video.train.text_cache import open_run_text_cache
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the student's weights in the group ``model`` (1: ``student``)
 
 
 @dataclasses.dataclass
@@ -212,6 +212,11 @@ class _Distiller:
         if latest is None:
             return
         path, groups, state = latest
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"checkpoint {path} has format {state.get('format')!r}; this version resumes format "
+                f"{CHECKPOINT_FORMAT}: distill into a new output directory"
+            )
         plan = [r.to_dict() for r in self.plan]
         if state["plan"] != plan or state["batch_size"] != self.cfg.batch_size:
             raise ValueError(
