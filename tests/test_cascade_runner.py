@@ -144,7 +144,7 @@ def test_text_encoder_width_must_match(tiny: Cascade) -> None:
 
 
 def test_guidance_distilled_stage_runs_one_forward_with_w(tiny: Cascade) -> None:
-    """A stage with use_guidance_embedding (issue 8) gets ONE forward per step with guidance_w (sec. 2.7)."""
+    """A stage with use_guidance_embedding gets ONE forward per step with guidance_w (sec. 2.7)."""
     config = tiny.config
     base = config.stages[0]
     student = base.replace(

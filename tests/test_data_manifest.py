@@ -1,4 +1,4 @@
-"""Dataset manifests (contract 4): manifest dirs, .jsonl files, captioned folders, and their errors."""
+"""Dataset manifests: manifest dirs, .jsonl files, captioned folders, and their errors."""
 
 from __future__ import annotations
 

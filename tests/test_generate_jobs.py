@@ -45,21 +45,22 @@ def test_jsonl_lines_with_seeds_ids_and_counts(tmp_path: Path) -> None:
     path = tmp_path / "p.jsonl"
     path.write_text(
         '{"prompt": "a red circle", "seed": 7, "id": "red"}\n'
+        "\n"
         '{"prompt": " a blue square ", "num_videos": 2}\n',
         encoding="utf-8",
     )
     lines = jobs.read_prompt_lines(path)
     assert lines == [
         jobs.PromptLine(1, "a red circle", "red", 7, None),
-        jobs.PromptLine(2, "a blue square", "0002-a-blue-square", None, 2),
+        jobs.PromptLine(3, "a blue square", "0003-a-blue-square", None, 2),
     ]
     planned = jobs.plan_videos(lines, tmp_path, ".gif", 3, run_seed=5)
     assert [(j.id, j.prompt_index, j.video_index) for j in planned] == [
         ("red_0", 0, 0),
         ("red_1", 0, 1),
         ("red_2", 0, 2),
-        ("0002-a-blue-square_0", 1, 0),
-        ("0002-a-blue-square_1", 1, 1),
+        ("0003-a-blue-square_0", 1, 0),
+        ("0003-a-blue-square_1", 1, 1),
     ]
     assert planned[0].seed == 7 and planned[1].seed == jobs.video_seed(7, 1) != 7
     assert planned[3].seed == jobs.prompt_seed(5, 1) and planned[4].seed == jobs.video_seed(
@@ -76,12 +77,13 @@ def test_jsonl_lines_with_seeds_ids_and_counts(tmp_path: Path) -> None:
         ('{"prompt": "x",}', "line 2 is not valid JSON"),
         ('["x"]', "line 2 is not a JSON object"),
         ('{"text": "x"}', "line 2 has unknown key(s) ['text']"),
-        ('{"prompt": "  "}', 'line 2 needs a non-empty string "prompt"'),
+        ('{"prompt": "  "}', 'line 2: "prompt" is empty'),
+        ('{"prompt": 3}', 'line 2: "prompt" is int, not str'),
+        ('{"seed": 3}', 'line 2 has no "prompt"'),
         ('{"prompt": "x", "seed": -1}', 'line 2: "seed" must be an integer >= 0'),
         ('{"prompt": "x", "num_videos": true}', 'line 2: "num_videos" must be an integer >= 1'),
         ('{"prompt": "x", "id": "../x"}', 'line 2: "id" must be'),
         ('{"prompt": "x", "id": "a"}', "line 2 repeats the id 'a' of line 1"),
-        ("", "line 2 is blank"),
     ],
 )
 def test_a_malformed_jsonl_line_is_one_error_before_any_model_loads(
@@ -92,7 +94,7 @@ def test_a_malformed_jsonl_line_is_one_error_before_any_model_loads(
     code = main(["generate", "--prompts", str(path), "--model", str(tmp_path / "no-such-cascade")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
-    assert err[0].startswith(f"imagen-video generate: error: prompts file {str(path)!r}: {message}")
+    assert err[0].startswith(f"imagen-video generate: error: prompt file {str(path)!r}: {message}")
 
 
 def test_seed_derivation_is_pinned() -> None:

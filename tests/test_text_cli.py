@@ -10,7 +10,7 @@ import torch
 
 from imagen_video.cli import main
 from imagen_video.text import EmbeddingCache, TextTruncationWarning, load_text_encoder
-from imagen_video.text.tiny import save_tiny_t5
+from tiny_t5 import save_tiny_t5
 
 CAPTIONS = ["a red ball", "café", "一只红色的圆 🎈", "a red ball bounces left and right across the grass"]
 
@@ -69,11 +69,11 @@ def test_user_errors(t5_name, tmp_path, capsys):
     out = str(tmp_path / "cache")
     missing = tmp_path / "missing.txt"
     assert _run("--encoder", t5_name, "--out", out, "--captions", str(missing)) == 2
-    assert f"caption file '{missing}' does not exist" in capsys.readouterr().err
+    assert f"prompt file '{missing}' does not exist" in capsys.readouterr().err
     blank = tmp_path / "blank.txt"
     blank.write_text("\n  \n", encoding="utf-8")
     assert _run("--encoder", t5_name, "--out", out, "--captions", str(blank)) == 2
-    assert "holds no captions" in capsys.readouterr().err
+    assert "holds no prompts" in capsys.readouterr().err
     (tmp_path / "manifest.jsonl").write_text('{"media": "a.npz", "kind": "image"}\n')
     assert _run("--encoder", t5_name, "--out", out, "--data", str(tmp_path)) == 2
     assert "manifest.jsonl:1: record has no string field 'caption'" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""The cascade directory (brief contract 6): ``cascade.json`` plus one stage folder per stage.
+"""The cascade directory: ``cascade.json`` plus one stage folder per stage (docs/CONTRIBUTING.md,
+"Cascade directory").
 
 ``cascade.json`` holds a format tag, the stage order, the text encoder's identity (when known) and
 the :class:`CascadeConfig` (stage shapes, fps and the default sampler, guidance, thresholding and
@@ -13,14 +14,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from imagen_video.cascade.config import SAMPLING_FIELDS, CascadeConfig, StageConfig
-from imagen_video.cascade.stage_io import CONFIG_FILE, WEIGHTS_FILE, StageLoadError, read_stage_config
-from imagen_video.serialization import atomic_write, atomic_write_json
+from imagen_video.cascade.stage_io import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    StageLoadError,
+    copy_stage_folder,
+    read_stage_config,
+)
+from imagen_video.serialization import atomic_write_json
 
 CASCADE_FILE = "cascade.json"
 CASCADE_FORMAT = "imagen-video-cascade"
@@ -151,12 +157,6 @@ def order_stages(stages: list[StageConfig]) -> list[StageConfig]:
     return chain
 
 
-def _copy_stage_folder(source: Path, target: Path) -> None:
-    """Copy a stage folder's two files (weights first, each atomically) into ``target``."""
-    for name in (WEIGHTS_FILE, CONFIG_FILE):
-        atomic_write(target / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
-
-
 def assemble_cascade(
     directory: str | os.PathLike[str],
     *,
@@ -168,7 +168,7 @@ def assemble_cascade(
     text_encoder_identity: str | None = None,
     text_dim: int | None = None,
 ) -> CascadeConfig:
-    """Write ``cascade.json`` over trained stage folders and return the config (brief contract 6).
+    """Write ``cascade.json`` over trained stage folders and return the config.
 
     ``stage_dirs``: stage folders to copy into ``<directory>/<stage name>/`` (e.g. a training run's
     ``<run>/stage``); default: the stage folders already in ``directory``. ``order``: the stage names
@@ -208,6 +208,6 @@ def assemble_cascade(
     for stage in stages:
         source, target = by_name[stage.name][0], root / stage.name
         if source.resolve() != target.resolve():
-            _copy_stage_folder(source, target)
+            copy_stage_folder(source, target)
     write_cascade_json(root, CascadeManifest(config, text_encoder_identity))
     return config

@@ -53,58 +53,55 @@ class VideoJob:
 
 def default_id(number: int, prompt: str) -> str:
     """``<line number, 4 digits>-<prompt slug>``: the name of a line's outputs when it gives no id."""
-    from imagen_video.cascade.cli_support import slugify
+    from imagen_video.cli._outputs import slugify
 
     return f"{number:04d}-{slugify(prompt)}"
 
 
 def read_plain_prompts(path: str | os.PathLike[str]) -> list[PromptLine]:
-    """A plain-text prompts file, one prompt per line, read by the CLI's prompts-file reader."""
-    from imagen_video.cascade.cli_support import read_prompts_file
+    """A plain-text prompt file, one prompt per line (:func:`imagen_video.prompts.read_prompt_file`)."""
+    from imagen_video.prompts import read_prompt_file
 
-    return [
-        PromptLine(number, prompt, default_id(number, prompt)) for number, prompt in read_prompts_file(path)
-    ]
+    return [PromptLine(n, prompt, default_id(n, prompt)) for n, prompt in read_prompt_file(path)]
 
 
 def read_prompt_lines(path: str | os.PathLike[str]) -> list[PromptLine]:
     """The prompts of ``path``: JSONL when its name ends in ``.jsonl``, else plain text.
 
-    Raises ValueError (one line, naming the file and line) for an unreadable file, a blank or
-    malformed line, a bad field or a repeated id, before anything else is done.
+    Both follow :mod:`imagen_video.prompts`' policy: UTF-8, lines split on ``"\\n"`` only, blank
+    lines skipped, line numbers counting every line. Raises ValueError (one line, naming the file and
+    line) for an unreadable file, a malformed line, a bad field or a repeated id.
     """
     if not str(path).endswith(".jsonl"):
         return read_plain_prompts(path)
     source = Path(path)
+    if not source.is_file():
+        raise ValueError(f"prompt file {str(source)!r} does not exist")
     try:
         text = source.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read prompts file {str(source)!r}: {err}") from err
-    lines = [parse_jsonl_line(line, number, source) for number, line in enumerate(text.split("\n"), 1)]
-    if lines and lines[-1] is None:  # the final newline
-        lines.pop()
+        raise ValueError(f"cannot read prompt file {str(source)!r}: {err}") from err
+    numbered = enumerate(text.split("\n"), start=1)
+    lines = [parse_jsonl_line(line, number, source) for number, line in numbered if line.strip()]
     if not lines:
-        raise ValueError(f"prompts file {str(source)!r} holds no prompts")
-    found = [line for line in lines if line is not None]
-    if len(found) != len(lines):
-        number = lines.index(None) + 1
-        raise ValueError(f"prompts file {str(source)!r}: line {number} is blank (one JSON object per line)")
+        raise ValueError(f"prompt file {str(source)!r} holds no prompts (one JSON object per line)")
     seen: dict[str, int] = {}
-    for line in found:
+    for line in lines:
         if line.id in seen:
             raise ValueError(
-                f"prompts file {str(source)!r}: line {line.number} repeats the id {line.id!r} "
+                f"prompt file {str(source)!r}: line {line.number} repeats the id {line.id!r} "
                 f"of line {seen[line.id]}"
             )
         seen[line.id] = line.number
-    return found
+    return lines
 
 
-def parse_jsonl_line(line: str, number: int, source: Path) -> PromptLine | None:
-    """One JSONL line ``{"prompt": ..., "seed"?: ..., "num_videos"?: ..., "id"?: ...}``; None if blank."""
-    if not line.strip():
-        return None
-    where = f"prompts file {str(source)!r}: line {number}"
+def parse_jsonl_line(line: str, number: int, source: Path) -> PromptLine:
+    """Line ``number`` of a JSONL prompt file: ``{"prompt": ..., "seed"?: ..., "num_videos"?: ...,
+    "id"?: ...}``."""
+    from imagen_video.prompts import clean_prompt
+
+    where = f"prompt file {str(source)!r}: line {number}"
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
@@ -114,18 +111,18 @@ def parse_jsonl_line(line: str, number: int, source: Path) -> PromptLine | None:
     unknown = sorted(set(record) - set(JSONL_KEYS))
     if unknown:
         raise ValueError(f"{where} has unknown key(s) {unknown}; keys: {', '.join(JSONL_KEYS)}")
-    prompt = record.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError(f'{where} needs a non-empty string "prompt"')
+    if "prompt" not in record:
+        raise ValueError(f'{where} has no "prompt"')
+    prompt = clean_prompt(record["prompt"], where=f'{where}: "prompt"')
     seed = _optional_int(record, "seed", 0, where)
     num_videos = _optional_int(record, "num_videos", 1, where)
-    ident = record.get("id", default_id(number, prompt.strip()))
+    ident = record.get("id", default_id(number, prompt))
     if not isinstance(ident, str) or not ID_PATTERN.fullmatch(ident):
         raise ValueError(
             f'{where}: "id" must be 1-128 letters, digits, ".", "_" or "-", not starting with a '
             f"punctuation mark; got {ident!r}"
         )
-    return PromptLine(number, prompt.strip(), ident, seed, num_videos)
+    return PromptLine(number, prompt, ident, seed, num_videos)
 
 
 def _optional_int(record: dict[str, Any], key: str, minimum: int, where: str) -> int | None:

@@ -29,6 +29,7 @@ from imagen_video.cascade.directory import (
     resolve_stage_config,
     write_cascade_json,
 )
+from imagen_video.cascade.registry import resolve_model_dir
 from imagen_video.cascade.sampling import StageOverride, TextCondition, on_device, sample_stage
 from imagen_video.cascade.stage_io import (
     StageLoadError,
@@ -39,6 +40,7 @@ from imagen_video.cascade.stage_io import (
 )
 from imagen_video.cascade.video_input import fit_to_stage
 from imagen_video.diffusion._random import Generators
+from imagen_video.prompts import check_prompts
 from imagen_video.samplers import StepInfo
 from imagen_video.text.base import TextEncoder
 
@@ -57,7 +59,7 @@ class CascadeStep:
 
 @dataclasses.dataclass(frozen=True)
 class CascadeOutput:
-    """A cascade's result: ``video`` (B, C, T, H, W) float32 on the CPU in [0, 1] (contract 5) at ``fps``;
+    """A cascade's result: ``video`` (B, C, T, H, W) float32 on the CPU in [0, 1] at ``fps``;
     ``timings`` maps each stage name run to its wall-clock seconds; ``text_seconds`` is the encoder's."""
 
     video: torch.Tensor
@@ -134,13 +136,18 @@ class Cascade:
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
         text_encoder: TextEncoder | None = None,
+        manifest: CascadeManifest | None = None,
     ) -> Cascade:
-        """Load a cascade directory (``cascade.json`` + one stage folder per stage, contract 6).
+        """Load a cascade: a shipped one by name (``"demo"``, ``"demo-distilled"``, see
+        :mod:`imagen_video.cascade.registry`) or a cascade directory (``cascade.json`` + one stage
+        folder per stage, see :mod:`imagen_video.cascade.directory`).
 
+        ``manifest``: that directory's ``cascade.json`` when the caller has read it already.
         Raises :class:`CascadeLoadError` when ``path`` is not a cascade, or naming the stage whose
         folder, config or weights are missing or do not match.
         """
-        manifest = read_cascade_json(path)
+        path = resolve_model_dir(path)
+        manifest = manifest if manifest is not None else read_cascade_json(path)
         stages, models = [], {}
         for stage in manifest.config.stages:
             resolved = resolve_stage_config(path, stage)
@@ -255,7 +262,7 @@ class Cascade:
         ``generator``: one for the whole batch, or one per output video (each video's noise then
         depends on its own generator only, whatever batch it is sampled in).
         """
-        prompts = _check_prompts(prompts)
+        prompts = check_prompts(prompts)
         _check_count(num_videos_per_prompt)
         run = self._apply_overrides(self.select_stages(stages, from_base=True), overrides)
         start = time.perf_counter()
@@ -293,7 +300,7 @@ class Cascade:
         if prompt is None:
             text = TextCondition.unconditional(batch, self.text_dim, self.device)
         else:
-            text = self.encode(_check_prompts([prompt])).repeat_interleave(batch)
+            text = self.encode(check_prompts([prompt])).repeat_interleave(batch)
         text_seconds = time.perf_counter() - start
         out, timings = self._run_stages(run, text, previous, generator, callback, offload, progress)
         out_fps = fps if fps is not None else self.config.stages[self.config.index(run[0].name) - 1].fps
@@ -369,18 +376,6 @@ def select_stages(
     if not from_base and indices[0] == 0:
         raise ValueError("upsample runs super-resolution stages only; leave out the base stage")
     return [all_stages[i] for i in indices]
-
-
-def _check_prompts(prompts: Sequence[str]) -> list[str]:
-    """Prompts as a list; ValueError naming the first empty or non-str prompt."""
-    if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not prompts:
-        raise ValueError(f"prompts must be a non-empty list of strings, got {prompts!r}")
-    for index, prompt in enumerate(prompts):
-        if not isinstance(prompt, str):
-            raise ValueError(f"prompt {index} is {type(prompt).__name__}, not str")
-        if not prompt.strip():
-            raise ValueError(f"prompt {index} is empty")
-    return list(prompts)
 
 
 def _check_count(num_videos_per_prompt: int) -> None:

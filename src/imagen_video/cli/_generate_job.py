@@ -19,6 +19,7 @@ from imagen_video.cascade.jobs import PromptLine, VideoJob
 from imagen_video.cli import UserError
 
 if TYPE_CHECKING:
+    from imagen_video.cascade.directory import CascadeManifest
     from imagen_video.cascade.runner import Cascade, CascadeOutput
     from imagen_video.cascade.sharded import Workers
 
@@ -31,6 +32,7 @@ class JobPlan:
     fmt: str
     seed: int
     model_dir: Path
+    cascade_json: CascadeManifest
     overrides: dict[str, Any]
     settings: dict[str, Any]
     planned: list[VideoJob]
@@ -77,19 +79,20 @@ def _check(args: argparse.Namespace) -> tuple[list[PromptLine], Path, str]:
     """Every argument checked before a process group or a network is started: prompts, -o, numbers."""
     import os
 
-    from imagen_video.cascade import cli_support, jobs
+    from imagen_video.cascade import jobs
+    from imagen_video.cli._options import check_positive, resolve_device
 
     try:
         if args.prompt is not None:
             raise ValueError("give either a PROMPT or --prompts FILE, not both")
         lines = jobs.read_prompt_lines(args.prompts)
         for name in ("num_videos", "batch_size", "scale", "threads"):
-            cli_support.check_positive(f"--{name.replace('_', '-')}", getattr(args, name))
-        cli_support.check_positive("--seed", args.seed, allow_zero=True)
+            check_positive(f"--{name.replace('_', '-')}", getattr(args, name))
+        check_positive("--seed", args.seed, allow_zero=True)
         if args.output is not None and Path(args.output).suffix and not args.output.endswith(("/", os.sep)):
             raise ValueError(f"with --prompts, -o names a directory; got {args.output!r}")
         if args.device != "auto":
-            cli_support.resolve_device(args.device)
+            resolve_device(args.device)
     except ValueError as err:
         raise UserError(str(err)) from None
     return lines, Path(args.output if args.output is not None else "videos"), args.format or "mp4"
@@ -103,8 +106,8 @@ def _plan(
     from imagen_video.cascade.export import default_suffix
     from imagen_video.cli.generate import load_plan
 
-    model_dir, config, _, overrides = load_plan(args)
-    settings = _settings(model_dir, config, overrides, fmt, args.scale)
+    model_dir, cascade_json, _, overrides = load_plan(args)
+    settings = _settings(model_dir, cascade_json.config, overrides, fmt, args.scale)
     seed = sharded.from_main(_run_seed(args.seed, out) if workers.is_main else 0, workers)
     try:
         planned = jobs.plan_videos(lines, out, default_suffix(fmt), args.num_videos, seed)
@@ -112,7 +115,7 @@ def _plan(
         raise UserError(str(err)) from None
     done = sharded.from_main(_done_ids(planned, out, settings) if workers.is_main else set(), workers)
     units = jobs.batches(planned, args.batch_size)
-    return JobPlan(out, fmt, seed, model_dir, overrides, settings, planned, units, done)
+    return JobPlan(out, fmt, seed, model_dir, cascade_json, overrides, settings, planned, units, done)
 
 
 def _settings(
@@ -157,7 +160,8 @@ def _done_ids(planned: list[VideoJob], out: Path, settings: dict[str, Any]) -> s
 def _make(args: argparse.Namespace, workers: Workers, plan: JobPlan, started: float) -> int:
     """Claim batches until none is left; sample each whole batch (the same batch any other run samples),
     write its missing videos and their manifest lines. Returns the number of videos the job made."""
-    from imagen_video.cascade import cli_support, job_manifest, sharded
+    from imagen_video.cascade import job_manifest, sharded
+    from imagen_video.cli._outputs import timing_report
     from imagen_video.cli.generate import write_outputs
 
     todo = plan.todo
@@ -183,7 +187,7 @@ def _make(args: argparse.Namespace, workers: Workers, plan: JobPlan, started: fl
             for path in paths:
                 print(f"wrote {path}")
             batch = (todo[k] + 1, len(plan.units))
-            print(cli_support.timing_report(output, time.perf_counter() - started, batch))
+            print(timing_report(output, time.perf_counter() - started, batch))
         progress.finished_batch(len(missing))
     progress.wait_for_all()
     return progress.made
@@ -193,8 +197,8 @@ def _load(args: argparse.Namespace, workers: Workers, plan: JobPlan) -> Cascade:
     from imagen_video.cli.generate import load_cascade, text_cache_encoder
 
     texts = list(dict.fromkeys(job.prompt for job in plan.planned))
-    encoder = text_cache_encoder(args, plan.model_dir, texts)
-    return load_cascade(plan.model_dir, str(workers.device), encoder)
+    encoder = text_cache_encoder(args, plan.cascade_json, texts)
+    return load_cascade(plan.model_dir, str(workers.device), encoder, plan.cascade_json)
 
 
 def _sample(

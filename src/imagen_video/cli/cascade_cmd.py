@@ -1,4 +1,4 @@
-"""`imagen-video cascade`: build and inspect cascade directories (brief contract 6).
+"""`imagen-video cascade`: build and inspect cascade directories (docs/CONTRIBUTING.md, "Cascade directory").
 
 - ``assemble DIR [STAGE_DIR ...]``: write ``cascade.json`` over trained stage folders (copying the given
   folders, e.g. ``runs/base/stage``, into ``DIR/<stage name>/``); the stage order follows the shapes;

@@ -1,4 +1,4 @@
-"""`imagen-video data ...`: dataset tools. `data synth` writes the synthetic captioned world (issue 5).
+"""`imagen-video data ...`: dataset tools. `data synth` writes the synthetic captioned world (docs/world.md).
 
 Each ``data`` action is a sub-subcommand registered by one ``_register_<name>`` function below, so
 further actions (e.g. inspecting a manifest) add a function and a line in :func:`register`.

@@ -1,6 +1,6 @@
 """`imagen-video evaluate`: frame FID, FVD, CLIP score, CLIP R-Precision and in-domain metrics.
 
-Paper sec. 3 and Table 1 (diffusion-math.md sec. 13). Videos come from a cascade (``--model DIR``,
+Paper sec. 3 and Table 1 (docs/math.md sec. 13). Videos come from a cascade (``--model DIR``,
 one run per ``--seeds`` value, cached under ``--out`` for resumption) or from directories of videos
 (``--videos DIR [DIR ...]``, one run per directory, one video per prompt in sorted name order).
 Writes ``results.json`` and ``results.md`` to ``--out``. All feature networks are local files.
@@ -68,13 +68,16 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from imagen_video.cascade.cli_support import resolve_model_dir
+    from imagen_video.cascade.registry import resolve_model_dir
     from imagen_video.cascade.sharded import start_workers, stop_workers
     from imagen_video.cli import UserError
     from imagen_video.metrics import MetricsConfig, build_metrics
     from imagen_video.metrics.evaluate import VideoRun, evaluate_runs, generate_runs, write_report
-    from imagen_video.metrics.videos import load_video_dir, read_prompts
+    from imagen_video.metrics.videos import load_video_dir
+    from imagen_video.prompts import read_prompt_file
+    from imagen_video.world.metric import register_world_metric
 
+    register_world_metric()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.seeds is not None and args.model is None:
         raise UserError("--seeds applies to --model only; with --videos every directory is one run")
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=device,
         )
-        prompts = read_prompts(args.prompts)
+        prompts = [prompt for _, prompt in read_prompt_file(args.prompts)]
         reference = load_video_dir(args.reference) if args.reference else None
         workers = start_workers(device)  # one process, or every rank under torchrun (docs/scale.md)
         metrics = build_metrics(config) if workers.is_main else []  # fail before any sampling

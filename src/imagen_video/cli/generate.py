@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from imagen_video.cli import UserError
 
 if TYPE_CHECKING:
-    from imagen_video.cascade.config import CascadeConfig
+    from imagen_video.cascade.directory import CascadeManifest
     from imagen_video.cascade.runner import Cascade, CascadeOutput
     from imagen_video.cascade.sampling import StageOverride
     from imagen_video.text import TextEncoder
@@ -140,8 +140,9 @@ def run(args: argparse.Namespace) -> int:
     """Validate every argument, load the cascade, generate in batches, write one output per video."""
     import torch
 
-    from imagen_video.cascade import cli_support
     from imagen_video.cascade.jobs import video_seed
+    from imagen_video.cli._options import check_positive, resolve_device
+    from imagen_video.cli._outputs import plan_outputs, timing_report
     from imagen_video.text import TextEncoderUnavailable
 
     if args.prompts is not None:
@@ -151,22 +152,20 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         prompts = _prompts(args)
-        cli_support.check_positive("--num-videos", args.num_videos)
-        cli_support.check_positive("--batch-size", args.batch_size)
-        cli_support.check_positive("--seed", args.seed, allow_zero=True)
-        cli_support.check_positive("--scale", args.scale)
-        cli_support.check_positive("--threads", args.threads)
-        plan = cli_support.plan_outputs(
-            args.output, args.format, prompts, args.num_videos, batch=False
-        )
-        cli_support.resolve_device(args.device)
+        check_positive("--num-videos", args.num_videos)
+        check_positive("--batch-size", args.batch_size)
+        check_positive("--seed", args.seed, allow_zero=True)
+        check_positive("--scale", args.scale)
+        check_positive("--threads", args.threads)
+        plan = plan_outputs(args.output, args.format, prompts, args.num_videos, batch=False)
+        resolve_device(args.device)
     except ValueError as err:
         raise UserError(str(err)) from None
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    model_dir, _, _, overrides = load_plan(args)
+    model_dir, manifest, _, overrides = load_plan(args)
     texts = [prompt for _, prompt in prompts]
-    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, model_dir, texts))
+    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, manifest, texts), manifest)
     seed = resolve_seed(args.seed)
     generator = [torch.Generator().manual_seed(video_seed(seed, k)) for k in range(args.num_videos)]
     batches = math.ceil(len(prompts) / args.batch_size)
@@ -188,36 +187,39 @@ def run(args: argparse.Namespace) -> int:
         for path in write_outputs(output, paths, plan.format, args.scale):
             print(f"wrote {path}")
         batch = (first // args.batch_size + 1, batches)
-        print(cli_support.timing_report(output, time.perf_counter() - started, batch))
+        print(timing_report(output, time.perf_counter() - started, batch))
     print(describe(output, seed, model_dir))
     return 0
 
 
 def _prompts(args: argparse.Namespace) -> list[tuple[int | None, str]]:
+    from imagen_video.prompts import clean_prompt
+
     if args.prompt is None:
         raise ValueError("no prompt given; pass PROMPT or --prompts FILE")
-    if not args.prompt.strip():
-        raise ValueError("the prompt is empty")
-    return [(None, args.prompt)]
+    return [(None, clean_prompt(args.prompt))]
 
 
 def load_plan(
     args: argparse.Namespace, *, upsample: bool = False
-) -> tuple[Path, CascadeConfig, list[str], dict[str, StageOverride]]:
-    """Read the cascade's ``cascade.json`` (no weights): the config, the stages to run (every stage;
-    for `upsample` the SR stages of ``--stages``) and the per-stage overrides parsed against them."""
-    from imagen_video.cascade import cli_support
+) -> tuple[Path, CascadeManifest, list[str], dict[str, StageOverride]]:
+    """Read the cascade's ``cascade.json`` once (no weights): the manifest to pass along, the stages
+    to run (every stage; for `upsample` the SR stages of ``--stages``) and the per-stage overrides
+    parsed against them."""
     from imagen_video.cascade.directory import CascadeLoadError, read_cascade_json
+    from imagen_video.cascade.registry import SHIPPED_CASCADES, resolve_model_dir
     from imagen_video.cascade.runner import select_stages
+    from imagen_video.cli._options import parse_overrides, parse_stage_list
 
-    model_dir = cli_support.resolve_model_dir(args.model)
-    if (args.model is None or args.model in cli_support.SHIPPED_CASCADES) and not model_dir.is_dir():
+    model_dir = resolve_model_dir(args.model)
+    if (args.model is None or args.model in SHIPPED_CASCADES) and not model_dir.is_dir():
         raise UserError(f"the shipped cascade is not installed at {model_dir}")
     try:
-        config = read_cascade_json(model_dir).config
-        names = cli_support.parse_stage_list(args.stages, config) if upsample else None
+        manifest = read_cascade_json(model_dir)
+        config = manifest.config
+        names = parse_stage_list(args.stages, config) if upsample else None
         stages = [stage.name for stage in select_stages(config, names, from_base=not upsample)]
-        overrides = cli_support.parse_overrides(
+        overrides = parse_overrides(
             config,
             steps=args.steps,
             samplers=args.sampler,
@@ -229,29 +231,38 @@ def load_plan(
         )
     except (CascadeLoadError, KeyError, ValueError) as err:
         raise UserError(str(err).strip("'\"")) from None
-    return model_dir, config, stages, overrides
+    return model_dir, manifest, stages, overrides
 
 
-def load_cascade(model_dir: Path, device: str, text_encoder: TextEncoder | None = None) -> Cascade:
-    """``Cascade.from_pretrained``, with load errors (naming the stage) as one-line user errors."""
+def load_cascade(
+    model_dir: Path,
+    device: str,
+    text_encoder: TextEncoder | None = None,
+    manifest: CascadeManifest | None = None,
+) -> Cascade:
+    """``Cascade.from_pretrained`` (given the ``cascade.json`` :func:`load_plan` read), with load
+    errors (naming the stage) as one-line user errors."""
     from imagen_video.cascade.directory import CascadeLoadError
     from imagen_video.cascade.runner import Cascade
 
     try:
-        return Cascade.from_pretrained(model_dir, device=device, text_encoder=text_encoder)
+        return Cascade.from_pretrained(model_dir, device=device, text_encoder=text_encoder, manifest=manifest)
     except CascadeLoadError as err:
         raise UserError(str(err)) from None
 
 
-def text_cache_encoder(args: argparse.Namespace, model_dir: Path, prompts: list[str]) -> TextEncoder | None:
-    """``--text-cache``: the cascade's text encoder served from an embedding cache (sec. 2.2; the
-    paper's T5-XXL embeddings can be computed once, elsewhere), or None without the option."""
+def text_cache_encoder(
+    args: argparse.Namespace, manifest: CascadeManifest, prompts: list[str]
+) -> TextEncoder | None:
+    """``--text-cache``: the text encoder of the cascade whose ``cascade.json`` is ``manifest``,
+    served from an embedding cache (sec. 2.2; the paper's T5-XXL embeddings can be computed once,
+    elsewhere), or None without the option."""
     if args.text_cache is None:
         return None
-    from imagen_video.cascade import cli_support
+    from imagen_video.cli._options import open_text_cache
 
     try:
-        return cli_support.open_text_cache(args.text_cache, model_dir, prompts, device=args.device)
+        return open_text_cache(args.text_cache, manifest, prompts, device=args.device)
     except (OSError, ValueError) as err:
         raise UserError(str(err).strip("'\"")) from None
 

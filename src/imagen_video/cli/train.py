@@ -19,16 +19,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagen_video.cli import UserError
+from imagen_video.cli._types import positive_int
 
 if TYPE_CHECKING:
     from imagen_video.train import TrainResult
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,9 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="start a new run from a stage folder's weights (e.g. a shipped stage; "
         "pass its cascade as --cascade)",
     )
-    parser.add_argument("--max-steps", type=_positive_int, default=None, help="override max_steps")
+    parser.add_argument("--max-steps", type=positive_int, default=None, help="override max_steps")
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=None, help="override batch_size (per rank)"
+        "--batch-size", type=positive_int, default=None, help="override batch_size (per rank)"
     )
     parser.add_argument("--lr", type=float, default=None, help="override the peak learning rate")
     parser.add_argument(

@@ -1,4 +1,4 @@
-"""Dataset manifests: the on-disk video-text / image-text format (CONTRIBUTING-BRIEF contract 4).
+"""Dataset manifests: the on-disk video-text / image-text format.
 
 A dataset is one of
 
@@ -51,7 +51,7 @@ class DatasetError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class MediaRecord:
-    """One video-text or image-text pair of a dataset (contract 4).
+    """One video-text or image-text pair of a dataset.
 
     ``media`` is resolved (absolute); ``fps`` is the manifest's frame rate, or None when the
     decoder must read it from the container; ``attributes`` are optional ground-truth labels.

@@ -1,4 +1,8 @@
-"""Reading captions to encode: a plain caption file, or a dataset manifest (brief contract 4)."""
+"""Reading the captions of a dataset manifest to encode (the format of
+:mod:`imagen_video.data.manifest`).
+
+A plain caption file is a prompt file, read by :func:`imagen_video.prompts.read_prompt_file`.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,6 @@ import json
 from pathlib import Path
 
 MANIFEST_NAME = "manifest.jsonl"
-
-
-def read_caption_file(path: str | Path) -> list[str]:
-    """Captions from a UTF-8 text file, one per line; blank lines are skipped, other text kept as is.
-
-    Raises FileNotFoundError for a missing file and ValueError when it holds no caption.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"caption file {str(path)!r} does not exist")
-    captions = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not captions:
-        raise ValueError(f"caption file {str(path)!r} holds no captions (expected one caption per line)")
-    return captions
 
 
 def read_manifest_captions(path: str | Path) -> list[str]:

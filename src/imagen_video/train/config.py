@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from imagen_video.serialization import JsonConfig
 
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 DATA_ORDER_FIELDS: tuple[str, ...] = ("seed", "batch_size", "grad_accum", "image_fraction")
 """TrainConfig fields that define which samples each step sees (a resume that changes them warns)."""
 
@@ -61,14 +62,14 @@ class TrainConfig(JsonConfig):
     num_previews: int = 2
     """Number of previews when ``preview_prompts`` is empty."""
     preview_sampling_steps: int = 8
-    """DDIM steps of a preview sample (diffusion-math.md sec. 5)."""
+    """DDIM steps of a preview sample (docs/math.md sec. 5)."""
     log_every: int = 10
     """Append a row to ``train_log.csv`` every N steps (mean loss over those steps)."""
     seed: int = 0
     """Seeds the model initialisation, the data order and the training noise generator."""
     num_workers: int = 0
     """DataLoader worker processes per rank."""
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     """"fp32", or "bf16" (bf16 autocast of the network forward, on CUDA only; math stays float32)."""
     image_fraction: float | None = None
     """Joint training (paper sec. 2.6): fraction of micro-batch slots drawn from image items; None
@@ -148,7 +149,7 @@ def load_train_config(path: str | Path | None = None, **overrides: Any) -> Train
 
 def resolve_cascade(spec: str) -> Any:
     """A ``CascadeConfig`` from a preset name ("tiny", "demo", "paper"), a cascade directory, its
-    ``cascade.json``, or a plain CascadeConfig JSON file (contract 6)."""
+    ``cascade.json``, or a plain CascadeConfig JSON file (docs/CONTRIBUTING.md, "Cascade directory")."""
     from imagen_video.cascade.directory import read_cascade_config
     from imagen_video.cascade.presets import get_cascade_preset
 

@@ -1,6 +1,6 @@
 """Preview samples during training: a few DDIM steps from the EMA weights, one GIF per prompt.
 
-Sampling is the cascade's own ``imagen_video.cascade.sampling.sample_stage`` (diffusion-math.md secs.
+Sampling is the cascade's own ``imagen_video.cascade.sampling.sample_stage`` (docs/math.md secs.
 3b, 5-8): the stage's guidance schedule and thresholding wrap the network; SR stages see their
 conditioning clip upsampled with ``upsample_video`` and noise-augmented at the stage's fixed
 ``aug_logsnr``. Only the sampler is swapped for a short DDIM run (``preview_sampling_steps``):
@@ -33,7 +33,7 @@ def sample_preview(
     generator: torch.Generator,
     precision: str = "fp32",
 ) -> torch.Tensor:
-    """Sample B clips (B, C, T, H, W) in [-1, 1] with ``steps`` DDIM steps (diffusion-math.md sec. 5).
+    """Sample B clips (B, C, T, H, W) in [-1, 1] with ``steps`` DDIM steps (docs/math.md sec. 5).
 
     ``text``: B prompt embeddings; ``cond_video`` (B, C, T', H', W') in [-1, 1] for SR stages, at the
     stage's input shape. Draws from ``generator`` as ``sample_stage`` does (aug noise, then z_1).

@@ -1,8 +1,9 @@
-"""Argument parsing and output naming shared by the ``generate`` and ``upsample`` commands.
+"""Option types and parsers shared by the commands (``generate``, ``upsample``, ``train``, ...).
 
-Everything here validates user input without loading a network, so the commands can reject bad
-arguments before the (slow) model load; errors are ValueError with one line naming the bad value and
-what is allowed. Guidance weights use the paper's eq. 5 convention (w = 0: no guidance).
+Everything here validates user input without loading a network, so a command can reject a bad
+argument before the (slow) model load; errors are ValueError (or argparse's ArgumentTypeError for a
+``type=``) with one line naming the bad value and what is allowed. Guidance weights use the paper's
+eq. 5 convention (w = 0: no guidance).
 """
 
 from __future__ import annotations
@@ -10,12 +11,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
 
 from imagen_video.cascade.config import CascadeConfig
-from imagen_video.cascade.export import default_suffix, resolve_format
-from imagen_video.cascade.runner import CascadeOutput
+from imagen_video.cascade.directory import CascadeManifest
 from imagen_video.cascade.sampling import StageOverride
 from imagen_video.diffusion.config import (
     SAMPLER_NAMES,
@@ -26,37 +24,7 @@ from imagen_video.diffusion.config import (
 )
 from imagen_video.text.cache import CachedTextEncoder, EmbeddingCache
 
-SHIPPED_CASCADES = {"demo": "demo_cascade", "demo-distilled": "demo_cascade_distilled"}  # name -> asset
-DEFAULT_CASCADE = "demo"  # what `generate` runs without --model (see docs/demo-cascade.md)
-DEMO_CASCADE_ASSET = SHIPPED_CASCADES["demo"]
 GUIDANCE_SYNTAX = "W, STAGE=W, oscillate:HIGH,LOW[,K] or STAGE=oscillate:HIGH,LOW[,K]"
-MAX_SLUG = 40
-
-
-def shipped_cascade_dir(name: str) -> Path:
-    """Directory of a cascade that ships inside the package: ``demo`` (the trained demo cascade,
-    ``imagen_video/assets/demo_cascade``) or ``demo-distilled`` (its distilled stages, paper sec. 2.7)."""
-    from importlib.resources import files
-
-    if name not in SHIPPED_CASCADES:
-        raise ValueError(f"no shipped cascade {name!r}; shipped: {', '.join(SHIPPED_CASCADES)}")
-    return Path(str(files("imagen_video"))) / "assets" / SHIPPED_CASCADES[name]
-
-
-def default_model_dir() -> Path:
-    """The cascade ``generate`` runs without ``--model``: the shipped ``DEFAULT_CASCADE``."""
-    return shipped_cascade_dir(DEFAULT_CASCADE)
-
-
-def resolve_model_dir(value: str | os.PathLike[str] | None) -> Path:
-    """``--model`` to a directory: None -> the default cascade; a shipped name (``demo``,
-    ``demo-distilled``) -> its asset directory unless a path of that name exists; else the path."""
-    if value is None:
-        return default_model_dir()
-    path = Path(value)
-    if str(value) in SHIPPED_CASCADES and not path.exists():
-        return shipped_cascade_dir(str(value))
-    return path
 
 
 def _split_stage(spec: str, scope: Sequence[str], option: str) -> tuple[list[str], str]:
@@ -149,17 +117,18 @@ def parse_overrides(
 
 
 def open_text_cache(
-    directory: str | os.PathLike[str], model_dir: Path, prompts: Sequence[str], *, device: str = "cpu"
+    directory: str | os.PathLike[str],
+    manifest: CascadeManifest,
+    prompts: Sequence[str],
+    *,
+    device: str = "cpu",
 ) -> CachedTextEncoder:
-    """The embedding cache at ``directory`` as the text encoder of the cascade at ``model_dir`` (the
-    frozen encoder's outputs of sec. 2.2, computed ahead).
+    """The embedding cache at ``directory`` as the text encoder of the cascade whose ``cascade.json``
+    is ``manifest`` (the frozen encoder's outputs of sec. 2.2, computed ahead).
 
     ValueError when the cache was built by another encoder than the cascade's (its recorded identity,
     or else its token length) or lacks one of ``prompts``; FileNotFoundError when it is no cache.
     """
-    from imagen_video.cascade.directory import read_cascade_json
-
-    manifest = read_cascade_json(model_dir)
     cache = EmbeddingCache.open(directory, expect_identity=manifest.text_encoder_identity)
     if cache.max_length != manifest.config.text_max_length:
         raise ValueError(
@@ -186,88 +155,6 @@ def parse_stage_list(spec: str | None, config: CascadeConfig) -> list[str] | Non
     return names
 
 
-def read_prompts_file(path: str | os.PathLike[str]) -> list[tuple[int, str]]:
-    """``(line number, prompt)`` for each line of a prompts file (one prompt per line, UTF-8).
-
-    A blank line is an error naming its line number (a final newline is fine); so is an empty file.
-    """
-    source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"cannot read prompts file {str(source)!r}: {err}") from err
-    lines = text.splitlines()
-    prompts = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            raise ValueError(f"prompts file {str(source)!r}: line {number} is blank (one prompt per line)")
-        prompts.append((number, line.strip()))
-    if not prompts:
-        raise ValueError(f"prompts file {str(source)!r} holds no prompts")
-    return prompts
-
-
-def slugify(prompt: str) -> str:
-    """A short file-name-safe form of a prompt: lowercase words joined by '-', at most 40 characters."""
-    words = re.findall(r"[a-z0-9]+", prompt.lower())
-    slug = "-".join(words)[:MAX_SLUG].strip("-")
-    return slug or "video"
-
-
-@dataclass(frozen=True)
-class OutputPlan:
-    """Where each generated video goes: ``paths[i]`` for video i, and the export format."""
-
-    paths: list[Path]
-    format: str
-
-
-def plan_outputs(
-    out: str | None,
-    fmt: str | None,
-    prompts: Sequence[tuple[int | None, str]],
-    num_videos: int,
-    *,
-    batch: bool,
-) -> OutputPlan:
-    """Output paths for ``num_videos`` videos of each prompt, checked before any work is done.
-
-    Single prompt: ``-o`` is the file (or PNG folder); default ``<prompt slug>.<format>``; with several
-    videos, ``_<k>`` is added to its stem. Batch (``--prompts``): ``-o`` is a directory (default
-    ``videos``) and each file is named ``<line number>-<slug>[_<k>].<format>``.
-    """
-    if batch:
-        directory = Path(out if out is not None else "videos")
-        if out is not None and Path(out).suffix and not out.endswith(("/", os.sep)):
-            raise ValueError(f"with --prompts, -o names a directory; got {out!r}")
-        fmt = fmt or "mp4"
-        suffix = default_suffix(fmt)
-        paths = []
-        for line, prompt in prompts:
-            stem = f"{line:04d}-{slugify(prompt)}"
-            paths.extend(directory / f"{stem}{_index(k, num_videos)}{suffix}" for k in range(num_videos))
-        return OutputPlan(paths, fmt)
-    _, prompt = prompts[0]
-    if out is None:
-        fmt = fmt or "mp4"
-        base = Path(f"{slugify(prompt)}{default_suffix(fmt)}")
-    else:
-        base = Path(out)
-        by_path = resolve_format(out)
-        if fmt is None:
-            fmt = by_path
-        elif Path(out).suffix and by_path != fmt:
-            raise ValueError(f"-o {out!r} has the suffix of {by_path}, but --format is {fmt}")
-        elif not Path(out).suffix:
-            base = Path(f"{out.rstrip('/' + os.sep)}{default_suffix(fmt)}")
-    paths = [base.with_name(f"{base.stem}{_index(k, num_videos)}{base.suffix}") for k in range(num_videos)]
-    return OutputPlan(paths, fmt)
-
-
-def _index(k: int, count: int) -> str:
-    return f"_{k}" if count > 1 else ""
-
-
 def check_positive(name: str, value: int | None, *, allow_zero: bool = False) -> None:
     """ValueError unless ``value`` is None or an integer >= 1 (>= 0 with ``allow_zero``)."""
     low = 0 if allow_zero else 1
@@ -288,33 +175,3 @@ def resolve_device(name: str) -> str:
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError(f"--device {name!r}: MPS is not available on this machine")
     return name
-
-
-def process_seconds() -> float | None:
-    """Seconds since this process started (Linux ``/proc``), None where unknown.
-
-    The kernel's start time is the fork's: when a shell execs the command in place (the last command
-    of ``bash -c 'pip install . && imagen-video generate ...'``), it includes what the shell ran first.
-    """
-    try:
-        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: start time in clock ticks
-        return float(Path("/proc/uptime").read_text().split()[0]) - started
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def timing_report(output: CascadeOutput, total: float, batch: tuple[int, int] | None = None) -> str:
-    """One line: text encoding, each stage's seconds, the total, and the process's age.
-
-    With ``batch = (k, n)`` and n > 1 the stage seconds are batch k's and the line says so; the
-    elapsed time counts from the start of the command.
-    """
-    parts = [f"text {output.text_seconds:.2f}s"]  # 2 decimals: a stage on a GPU takes 0.02-0.2 s
-    parts += [f"{name} {seconds:.2f}s" for name, seconds in output.timings.items()]
-    if batch is not None and batch[1] > 1:
-        line = f"batch {batch[0]}/{batch[1]} timings: {', '.join(parts)}; elapsed {total:.1f}s"
-    else:
-        line = f"timings: {', '.join(parts)}; total {total:.1f}s"
-    process = process_seconds()
-    return line + (f" ({process:.1f}s including process start)" if process is not None else "")
