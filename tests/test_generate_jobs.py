@@ -13,6 +13,7 @@ import torch
 from imagen_video.cascade import Cascade, job_manifest, jobs
 from imagen_video.cascade.presets import tiny_cascade
 from imagen_video.cli import main
+from imagen_video.cli._generate_job import default_name
 from imagen_video.diffusion import _random
 from test_cascade_helpers import HashTextEncoder, single_thread
 
@@ -52,9 +53,9 @@ def test_jsonl_lines_with_seeds_ids_and_counts(tmp_path: Path) -> None:
     lines = jobs.read_prompt_lines(path)
     assert lines == [
         jobs.PromptLine(1, "a red circle", "red", 7, None),
-        jobs.PromptLine(3, "a blue square", "0003-a-blue-square", None, 2),
+        jobs.PromptLine(3, "a blue square", None, None, 2),
     ]
-    planned = jobs.plan_videos(lines, tmp_path, ".gif", 3, run_seed=5)
+    planned = jobs.plan_videos(lines, tmp_path, ".gif", 3, run_seed=5, default_name=default_name)
     assert [(j.id, j.prompt_index, j.video_index) for j in planned] == [
         ("red_0", 0, 0),
         ("red_1", 0, 1),

@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,12 @@ JSONL_KEYS = ("prompt", "seed", "num_videos", "id")
 
 @dataclasses.dataclass(frozen=True)
 class PromptLine:
-    """One prompt of a prompts file: its 1-based line ``number``, the text, the ``id`` its output
-    files are named by, and the optional per-line ``seed`` and ``num_videos`` (JSONL only)."""
+    """One prompt of a prompt file: its 1-based line ``number``, the text, and the optional ``id`` its
+    output files are named by, per-line ``seed`` and ``num_videos`` (JSONL only)."""
 
     number: int
     prompt: str
-    id: str
+    id: str | None = None
     seed: int | None = None
     num_videos: int | None = None
 
@@ -51,18 +51,11 @@ class VideoJob:
     path: Path
 
 
-def default_id(number: int, prompt: str) -> str:
-    """``<line number, 4 digits>-<prompt slug>``: the name of a line's outputs when it gives no id."""
-    from imagen_video.cli._outputs import slugify
-
-    return f"{number:04d}-{slugify(prompt)}"
-
-
 def read_plain_prompts(path: str | os.PathLike[str]) -> list[PromptLine]:
     """A plain-text prompt file, one prompt per line (:func:`imagen_video.prompts.read_prompt_file`)."""
     from imagen_video.prompts import read_prompt_file
 
-    return [PromptLine(n, prompt, default_id(n, prompt)) for n, prompt in read_prompt_file(path)]
+    return [PromptLine(n, prompt) for n, prompt in read_prompt_file(path)]
 
 
 def read_prompt_lines(path: str | os.PathLike[str]) -> list[PromptLine]:
@@ -87,6 +80,8 @@ def read_prompt_lines(path: str | os.PathLike[str]) -> list[PromptLine]:
         raise ValueError(f"prompt file {str(source)!r} holds no prompts (one JSON object per line)")
     seen: dict[str, int] = {}
     for line in lines:
+        if line.id is None:
+            continue
         if line.id in seen:
             raise ValueError(
                 f"prompt file {str(source)!r}: line {line.number} repeats the id {line.id!r} "
@@ -116,8 +111,8 @@ def parse_jsonl_line(line: str, number: int, source: Path) -> PromptLine:
     prompt = clean_prompt(record["prompt"], where=f'{where}: "prompt"')
     seed = _optional_int(record, "seed", 0, where)
     num_videos = _optional_int(record, "num_videos", 1, where)
-    ident = record.get("id", default_id(number, prompt))
-    if not isinstance(ident, str) or not ID_PATTERN.fullmatch(ident):
+    ident = record.get("id")
+    if ident is not None and (not isinstance(ident, str) or not ID_PATTERN.fullmatch(ident)):
         raise ValueError(
             f'{where}: "id" must be 1-128 letters, digits, ".", "_" or "-", not starting with a '
             f"punctuation mark; got {ident!r}"
@@ -154,24 +149,31 @@ def video_seed(seed: int, video_index: int) -> int:
 
 
 def plan_videos(
-    lines: Sequence[PromptLine], directory: Path, suffix: str, num_videos: int, run_seed: int
+    lines: Sequence[PromptLine],
+    directory: Path,
+    suffix: str,
+    num_videos: int,
+    run_seed: int,
+    *,
+    default_name: Callable[[PromptLine], str],
 ) -> list[VideoJob]:
     """Every video of every line, in order: ``num_videos`` unless the line says otherwise, named
-    ``<id><suffix>`` or, for a line with several videos, ``<id>_<k><suffix>``."""
+    ``<name><suffix>`` or, for a line with several videos, ``<name>_<k><suffix>``, where the name is
+    the line's id or ``default_name(line)``."""
     jobs, seen = [], set()
     for index, line in enumerate(lines):
         count = line.num_videos if line.num_videos is not None else num_videos
         seed = line.seed if line.seed is not None else prompt_seed(run_seed, index)
+        name = line.id if line.id is not None else default_name(line)
         for k in range(count):
-            ident = f"{line.id}_{k}" if count > 1 else line.id
+            ident = f"{name}_{k}" if count > 1 else name
             if ident in seen:
                 raise ValueError(
                     f"two videos would both be named {ident!r} (line {line.number}); rename an id"
                 )
             seen.add(ident)
-            jobs.append(
-                VideoJob(ident, line.prompt, index, k, video_seed(seed, k), directory / f"{ident}{suffix}")
-            )
+            path = directory / f"{ident}{suffix}"
+            jobs.append(VideoJob(ident, line.prompt, index, k, video_seed(seed, k), path))
     return jobs
 
 

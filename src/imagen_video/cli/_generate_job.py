@@ -110,12 +110,21 @@ def _plan(
     settings = _settings(model_dir, cascade_json.config, overrides, fmt, args.scale)
     seed = sharded.from_main(_run_seed(args.seed, out) if workers.is_main else 0, workers)
     try:
-        planned = jobs.plan_videos(lines, out, default_suffix(fmt), args.num_videos, seed)
+        planned = jobs.plan_videos(
+            lines, out, default_suffix(fmt), args.num_videos, seed, default_name=default_name
+        )
     except ValueError as err:
         raise UserError(str(err)) from None
     done = sharded.from_main(_done_ids(planned, out, settings) if workers.is_main else set(), workers)
     units = jobs.batches(planned, args.batch_size)
     return JobPlan(out, fmt, seed, model_dir, cascade_json, overrides, settings, planned, units, done)
+
+
+def default_name(line: PromptLine) -> str:
+    """``<line number, 4 digits>-<prompt slug>``: the name of a line's outputs when it has no id."""
+    from imagen_video.cli._outputs import slugify
+
+    return f"{line.number:04d}-{slugify(line.prompt)}"
 
 
 def _settings(
