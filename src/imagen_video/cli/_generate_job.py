@@ -161,7 +161,7 @@ def _run_seed(seed: int | None, out: Path) -> int:
 def _done_ids(planned: list[VideoJob], out: Path, settings: dict[str, Any]) -> set[str]:
     from imagen_video.cascade import job_manifest
 
-    job_manifest.remove_temporaries(out)  # before any rank writes: rank 0 runs this before the broadcast
+    job_manifest.remove_temporaries(out)  # only rank 0 runs this, before any rank may write
     entries = job_manifest.read_entries(out) if out.is_dir() else {}
     return {job.id for job in planned if job_manifest.is_done(job, entries.get(job.id), settings)}
 
