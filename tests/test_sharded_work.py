@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from imagen_video.cascade.sharded import JobProgress, Workers, from_main, resolve_rank_device
+from imagen_video.cascade.sharded import JobProgress, Shard, from_main, resolve_rank_device
 
 
-def _ranks(world: int, timeout_s: float = 60.0) -> list[Workers]:
+def _ranks(world: int, timeout_s: float = 60.0) -> list[Shard]:
     store = dist.HashStore()
-    return [Workers(rank, world, rank, torch.device("cpu"), store, timeout_s) for rank in range(world)]
+    return [Shard(rank, world, rank, torch.device("cpu"), store, timeout_s) for rank in range(world)]
 
 
 def test_claims_interleave_without_repeats_and_cover_every_batch() -> None:
@@ -25,7 +25,7 @@ def test_claims_interleave_without_repeats_and_cover_every_batch() -> None:
 
 
 def test_one_process_takes_every_batch_in_order() -> None:
-    alone = Workers(0, 1, 0, torch.device("cpu"))
+    alone = Shard(0, 1, 0, torch.device("cpu"))
     assert list(alone.claim(3)) == [0, 1, 2] and not alone.distributed and alone.is_main
     assert from_main({"seed": 4}, alone) == {"seed": 4}
 

@@ -2,9 +2,9 @@
 torch.distributed store, so fast ranks take more and no batch is done twice.
 
 The same code runs as one process (no torchrun: every batch is this process's) or as ``WORLD_SIZE``
-ranks: :func:`start_workers` joins torchrun's rendezvous (``env://``: its TCPStore), starts a process
+ranks: :func:`join_job` joins torchrun's rendezvous (``env://``: its TCPStore), starts a process
 group (NCCL on CUDA, gloo on the CPU) with a timeout on every collective, and keeps the store for
-:meth:`Workers.claim` (``TCPStore.add`` on a counter). Rank 0 shows one progress bar for the whole
+:meth:`Shard.claim` (``TCPStore.add`` on a counter). Rank 0 shows one progress bar for the whole
 job, fed through the store; the other ranks print nothing but errors. A rank that dies makes
 torchrun stop the job and name it; a collective that waits longer than the timeout raises.
 """
@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 
 @dataclasses.dataclass
-class Workers:
+class Shard:
     """This process's place in the job: rank, world size, device, and the store (None for one process)."""
 
     rank: int
@@ -74,16 +74,16 @@ def resolve_rank_device(device: str, local_rank: int) -> torch.device:
     return resolved
 
 
-def start_workers(device: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Workers:
+def join_job(device: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Shard:
     """Join the torchrun job described by the environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-    ``MASTER_ADDR``/``MASTER_PORT``), or return a one-process :class:`Workers` outside torchrun."""
+    ``MASTER_ADDR``/``MASTER_PORT``), or return a one-process :class:`Shard` outside torchrun."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     resolved = resolve_rank_device(device, local_rank)
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
     if world_size == 1:
-        return Workers(0, 1, 0, resolved)
+        return Shard(0, 1, 0, resolved)
     import torch.distributed as dist
 
     timeout = timedelta(seconds=timeout_s)
@@ -99,12 +99,12 @@ def start_workers(device: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> Workers:
         timeout=timeout,
     )
     job_store = dist.PrefixStore(f"imagen-video/{restart}/work", store)
-    return Workers(rank, world_size, local_rank, resolved, job_store, timeout_s)
+    return Shard(rank, world_size, local_rank, resolved, job_store, timeout_s)
 
 
-def stop_workers(workers: Workers, *, wait: bool = True) -> None:
+def leave_job(shard: Shard, *, wait: bool = True) -> None:
     """Wait for every rank at the end of the job (unless ``wait`` is False), then leave the process group."""
-    if workers.distributed:
+    if shard.distributed:
         import torch.distributed as dist
 
         if wait:
@@ -112,9 +112,9 @@ def stop_workers(workers: Workers, *, wait: bool = True) -> None:
         dist.destroy_process_group()
 
 
-def from_main(value: T, workers: Workers) -> T:
+def from_main(value: T, shard: Shard) -> T:
     """Rank 0's ``value`` on every rank (a picklable object), e.g. a seed or the list of work to do."""
-    if not workers.distributed:
+    if not shard.distributed:
         return value
     import torch.distributed as dist
 
@@ -123,13 +123,13 @@ def from_main(value: T, workers: Workers) -> T:
     return box[0]
 
 
-def sum_over_ranks(values: list[float], workers: Workers) -> list[float]:
+def sum_over_ranks(values: list[float], shard: Shard) -> list[float]:
     """Element-wise sum of per-rank numbers (e.g. seconds spent sampling), on every rank."""
-    if not workers.distributed:
+    if not shard.distributed:
         return list(values)
     import torch.distributed as dist
 
-    tensor = torch.tensor(values, dtype=torch.float64, device=workers.device)
+    tensor = torch.tensor(values, dtype=torch.float64, device=shard.device)
     dist.all_reduce(tensor)
     return tensor.tolist()
 
@@ -137,17 +137,17 @@ def sum_over_ranks(values: list[float], workers: Workers) -> list[float]:
 class JobProgress:
     """Rank 0's one bar for the whole job: videos done / total, videos per minute and the ETA.
 
-    Other ranks report through the store (:meth:`Workers.add_done`); rank 0 reads the store's count
+    Other ranks report through the store (:meth:`Shard.add_done`); rank 0 reads the store's count
     whenever it refreshes (after each of its own sampler steps and batches, and while it waits).
     """
 
-    def __init__(self, workers: Workers, total: int, done: int, *, enabled: bool, desc: str = "") -> None:
+    def __init__(self, shard: Shard, total: int, done: int, *, enabled: bool, desc: str = "") -> None:
         """A bar from ``done`` (already made before this run) to ``total`` videos, on rank 0 only."""
         from tqdm.auto import tqdm
 
-        self.workers, self.base, self.start = workers, done, time.perf_counter()
+        self.shard, self.base, self.start = shard, done, time.perf_counter()
         self.local = 0  # videos this process made (the count when running alone)
-        show = enabled and workers.is_main
+        show = enabled and shard.is_main
         self.bar = tqdm(
             total=total,
             initial=done,
@@ -161,7 +161,7 @@ class JobProgress:
     @property
     def made(self) -> int:
         """Videos made in this run by every rank (this process alone outside torchrun)."""
-        return int(self.workers.store.add("done", 0)) if self.workers.distributed else self.local
+        return int(self.shard.store.add("done", 0)) if self.shard.distributed else self.local
 
     def refresh(self) -> None:
         """Move the bar to the job's current count and show the rate per minute and the ETA."""
@@ -176,26 +176,24 @@ class JobProgress:
     def finished_batch(self, videos: int) -> None:
         """Count a batch this rank finished."""
         self.local += videos
-        self.workers.add_done(videos)
+        self.shard.add_done(videos)
         self.refresh()
 
     def wait_for_all(self, poll_s: float = 0.5) -> None:
         """Mark this rank finished; rank 0 keeps the bar moving until every rank has finished, and
-        raises RuntimeError naming the ranks still out when nothing moved for the workers' timeout."""
-        workers = self.workers
-        if workers.distributed:
-            workers.store.set(f"finished/{workers.rank}", "1")
-            workers.store.add("finished", 1)
+        raises RuntimeError naming the ranks still out when nothing moved for the job's timeout."""
+        shard = self.shard
+        if shard.distributed:
+            shard.store.set(f"finished/{shard.rank}", "1")
+            shard.store.add("finished", 1)
             last, moved = None, time.monotonic()
-            while (
-                workers.is_main and (finished := int(workers.store.add("finished", 0))) < workers.world_size
-            ):
-                state = (finished, int(workers.store.add("done", 0)))
+            while shard.is_main and (finished := int(shard.store.add("finished", 0))) < shard.world_size:
+                state = (finished, int(shard.store.add("done", 0)))
                 if state != last:
                     last, moved = state, time.monotonic()
-                elif time.monotonic() - moved > workers.timeout_s:
-                    out = [r for r in range(workers.world_size) if not workers.store.check([f"finished/{r}"])]
-                    raise RuntimeError(f"rank(s) {out} made no progress for {workers.timeout_s:g} s")
+                elif time.monotonic() - moved > shard.timeout_s:
+                    out = [r for r in range(shard.world_size) if not shard.store.check([f"finished/{r}"])]
+                    raise RuntimeError(f"rank(s) {out} made no progress for {shard.timeout_s:g} s")
                 self.refresh()
                 time.sleep(poll_s)
         self.refresh()

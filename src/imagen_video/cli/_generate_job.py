@@ -21,7 +21,7 @@ from imagen_video.cli import UserError
 if TYPE_CHECKING:
     from imagen_video.cascade.directory import CascadeManifest
     from imagen_video.cascade.runner import Cascade, CascadeOutput
-    from imagen_video.cascade.sharded import Workers
+    from imagen_video.cascade.sharded import Shard
 
 
 @dataclasses.dataclass
@@ -57,21 +57,21 @@ def run_prompts_job(args: argparse.Namespace) -> int:
         and not any(out.glob(job_manifest.PART_GLOB))
     ):
         raise UserError(f"nothing to resume: {out} has no {job_manifest.MANIFEST}")
-    workers = sharded.start_workers(args.device)
+    shard = sharded.join_job(args.device)
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
-    plan = _plan(args, workers, lines, out, fmt)
-    made = _make(args, workers, plan, started)
-    if workers.is_main:
+    plan = _plan(args, shard, lines, out, fmt)
+    made = _make(args, shard, plan, started)
+    if shard.is_main:
         manifest = job_manifest.merge(out, plan.planned)
-        ranks = f" on {workers.world_size} ranks" if workers.distributed else ""
+        ranks = f" on {shard.world_size} ranks" if shard.distributed else ""
         print(
             f"{len(plan.planned)} videos in {out}: {made} made{ranks}, {len(plan.done)} already done; "
             f"seed {plan.seed}; manifest {manifest}; {time.perf_counter() - started:.1f}s"
         )
-    sharded.stop_workers(workers)
+    sharded.leave_job(shard)
     return 0
 
 
@@ -98,9 +98,7 @@ def _check(args: argparse.Namespace) -> tuple[list[PromptLine], Path, str]:
     return lines, Path(args.output if args.output is not None else "videos"), args.format or "mp4"
 
 
-def _plan(
-    args: argparse.Namespace, workers: Workers, lines: list[PromptLine], out: Path, fmt: str
-) -> JobPlan:
+def _plan(args: argparse.Namespace, shard: Shard, lines: list[PromptLine], out: Path, fmt: str) -> JobPlan:
     """The job's videos and batches; rank 0 picks the seed and finds the done videos for every rank."""
     from imagen_video.cascade import jobs, sharded
     from imagen_video.cascade.export import default_suffix
@@ -108,14 +106,14 @@ def _plan(
 
     model_dir, cascade_json, _, overrides = load_plan(args)
     settings = _settings(model_dir, cascade_json.config, overrides, fmt, args.scale)
-    seed = sharded.from_main(_run_seed(args.seed, out) if workers.is_main else 0, workers)
+    seed = sharded.from_main(_run_seed(args.seed, out) if shard.is_main else 0, shard)
     try:
         planned = jobs.plan_videos(
             lines, out, default_suffix(fmt), args.num_videos, seed, default_name=default_name
         )
     except ValueError as err:
         raise UserError(str(err)) from None
-    done = sharded.from_main(_done_ids(planned, out, settings) if workers.is_main else set(), workers)
+    done = sharded.from_main(_done_ids(planned, out, settings) if shard.is_main else set(), shard)
     units = jobs.batches(planned, args.batch_size)
     return JobPlan(out, fmt, seed, model_dir, cascade_json, overrides, settings, planned, units, done)
 
@@ -166,7 +164,7 @@ def _done_ids(planned: list[VideoJob], out: Path, settings: dict[str, Any]) -> s
     return {job.id for job in planned if job_manifest.is_done(job, entries.get(job.id), settings)}
 
 
-def _make(args: argparse.Namespace, workers: Workers, plan: JobPlan, started: float) -> int:
+def _make(args: argparse.Namespace, shard: Shard, plan: JobPlan, started: float) -> int:
     """Claim batches until none is left; sample each whole batch (the same batch any other run samples),
     write its missing videos and their manifest lines. Returns the number of videos the job made."""
     from imagen_video.cascade import job_manifest, sharded
@@ -174,25 +172,23 @@ def _make(args: argparse.Namespace, workers: Workers, plan: JobPlan, started: fl
     from imagen_video.cli.generate import write_outputs
 
     todo = plan.todo
-    progress = sharded.JobProgress(workers, len(plan.planned), len(plan.done), enabled=not args.quiet)
-    part = job_manifest.part_path(plan.out, workers.rank)
+    progress = sharded.JobProgress(shard, len(plan.planned), len(plan.done), enabled=not args.quiet)
+    part = job_manifest.part_path(plan.out, shard.rank)
     cascade = None
-    for k in workers.claim(len(todo)):
+    for k in shard.claim(len(todo)):
         unit = plan.units[todo[k]]
-        cascade = cascade or _load(args, workers, plan)
+        cascade = cascade or _load(args, shard, plan)
         begin = time.perf_counter()
-        output = _sample(args, cascade, plan, unit, progress.refresh if workers.is_main else None)
+        output = _sample(args, cascade, plan, unit, progress.refresh if shard.is_main else None)
         missing = [i for i, job in enumerate(unit) if job.id not in plan.done]
         chosen = dataclasses.replace(
             output, video=output.video[missing], prompts=[unit[i].prompt for i in missing]
         )
         paths = write_outputs(chosen, [unit[i].path for i in missing], plan.fmt, args.scale)
         seconds = time.perf_counter() - begin
-        entries = [
-            job_manifest.entry(unit[i], plan.settings, workers.rank, todo[k], seconds) for i in missing
-        ]
+        entries = [job_manifest.entry(unit[i], plan.settings, shard.rank, todo[k], seconds) for i in missing]
         job_manifest.append_entries(part, [{**e, "run_seed": plan.seed} for e in entries])
-        if not workers.distributed:
+        if not shard.distributed:
             for path in paths:
                 print(f"wrote {path}")
             batch = (todo[k] + 1, len(plan.units))
@@ -202,12 +198,12 @@ def _make(args: argparse.Namespace, workers: Workers, plan: JobPlan, started: fl
     return progress.made
 
 
-def _load(args: argparse.Namespace, workers: Workers, plan: JobPlan) -> Cascade:
+def _load(args: argparse.Namespace, shard: Shard, plan: JobPlan) -> Cascade:
     from imagen_video.cli.generate import load_cascade, text_cache_encoder
 
     texts = list(dict.fromkeys(job.prompt for job in plan.planned))
     encoder = text_cache_encoder(args, plan.cascade_json, texts)
-    return load_cascade(plan.model_dir, str(workers.device), encoder, plan.cascade_json)
+    return load_cascade(plan.model_dir, str(shard.device), encoder, plan.cascade_json)
 
 
 def _sample(

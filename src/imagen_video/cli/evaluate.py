@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from imagen_video.cascade.registry import resolve_model_dir
-    from imagen_video.cascade.sharded import start_workers, stop_workers
+    from imagen_video.cascade.sharded import join_job, leave_job
     from imagen_video.cli import UserError
     from imagen_video.metrics import MetricsConfig, build_metrics
     from imagen_video.metrics.evaluate import VideoRun, evaluate_runs, generate_runs, write_report
@@ -97,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
         )
         prompts = [prompt for _, prompt in read_prompt_file(args.prompts)]
         reference = load_video_dir(args.reference) if args.reference else None
-        workers = start_workers(device)  # one process, or every rank under torchrun (docs/scale.md)
-        metrics = build_metrics(config) if workers.is_main else []  # fail before any sampling
+        shard = join_job(device)  # one process, or every rank under torchrun (docs/scale.md)
+        metrics = build_metrics(config) if shard.is_main else []  # fail before any sampling
         if args.model is not None:
             runs = generate_runs(
                 resolve_model_dir(args.model),
@@ -108,10 +108,10 @@ def run(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 device=device,
                 progress=not args.quiet,
-                workers=workers,
+                shard=shard,
             )
-        if not workers.is_main:  # sampling is sharded; rank 0 computes the metrics
-            stop_workers(workers, wait=False)
+        if not shard.is_main:  # sampling is sharded; rank 0 computes the metrics
+            leave_job(shard, wait=False)
             return 0
         if args.model is None:
             runs = [
@@ -131,5 +131,5 @@ def run(args: argparse.Namespace) -> int:
     json_path, md_path = write_report(report, args.out)
     print(md_path.read_text(encoding="utf-8"), end="")
     print(f"wrote {json_path} and {md_path}")
-    stop_workers(workers, wait=False)
+    leave_job(shard, wait=False)
     return 0

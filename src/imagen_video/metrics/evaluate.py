@@ -27,7 +27,7 @@ from imagen_video.metrics.videos import load_video_dir, save_video_npz
 from imagen_video.serialization import atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
-    from imagen_video.cascade.sharded import Workers
+    from imagen_video.cascade.sharded import Shard
 
 LABELS = {
     "clip_score": "CLIP score",
@@ -180,7 +180,7 @@ def generate_runs(
     batch_size: int = 8,
     device: str = "cpu",
     progress: bool = True,
-    workers: Workers | None = None,
+    shard: Shard | None = None,
 ) -> list[VideoRun]:
     """Sample one video per prompt and seed with the cascade in ``model_dir``, cached for resumption.
 
@@ -188,14 +188,14 @@ def generate_runs(
     batch whose files all exist is not sampled again. Batch ``[i, i + batch_size)`` of seed ``s`` uses
     ``torch.Generator(device).manual_seed(s * 1_000_003 + i)``, so a resumed run samples what the
     uninterrupted run would have. ``sampling_seconds`` is reported when no batch came from the cache.
-    Under torchrun (``workers``, see :mod:`imagen_video.cascade.sharded`) the ranks claim the batches
+    Under torchrun (``shard``, see :mod:`imagen_video.cascade.sharded`) the ranks claim the batches
     from the job's store, ``sampling_seconds`` sums the ranks' seconds, and only rank 0 gets the runs
     (the other ranks get an empty list once every batch is written).
     """
     from imagen_video.cascade import Cascade
-    from imagen_video.cascade.sharded import JobProgress, Workers, from_main, sum_over_ranks
+    from imagen_video.cascade.sharded import JobProgress, Shard, from_main, sum_over_ranks
 
-    workers = workers or Workers(0, 1, 0, torch.device(device))
+    shard = shard or Shard(0, 1, 0, torch.device(device))
     key = {"model": str(Path(model_dir).resolve()), "prompts": list(prompts), "batch_size": batch_size}
     todo: list[tuple[int, int, list[Path]]] = []
     for seed in seeds:
@@ -205,16 +205,16 @@ def generate_runs(
             paths = [seed_dir / f"{i:05d}.npz" for i in range(start, min(start + batch_size, len(prompts)))]
             if not all(p.is_file() for p in paths):
                 todo.append((seed, start, paths))
-    todo = from_main(todo, workers)  # what rank 0 found, before any rank writes
+    todo = from_main(todo, shard)  # what rank 0 found, before any rank writes
     batches = math.ceil(len(prompts) / batch_size)
     cached = {seed for seed in seeds if sum(t[0] == seed for t in todo) < batches}
     total = len(prompts) * len(seeds)
-    bar = JobProgress(workers, total, total - sum(len(t[2]) for t in todo), enabled=progress, desc="generate")
+    bar = JobProgress(shard, total, total - sum(len(t[2]) for t in todo), enabled=progress, desc="generate")
     cascade, elapsed = None, dict.fromkeys(seeds, 0.0)
-    for k in workers.claim(len(todo)):
+    for k in shard.claim(len(todo)):
         seed, start, paths = todo[k]
-        cascade = cascade or Cascade.from_pretrained(model_dir, device=workers.device)
-        generator = torch.Generator(workers.device).manual_seed(seed * 1_000_003 + start)
+        cascade = cascade or Cascade.from_pretrained(model_dir, device=shard.device)
+        generator = torch.Generator(shard.device).manual_seed(seed * 1_000_003 + start)
         begin = time.perf_counter()
         chunk = list(prompts[start : start + len(paths)])
         result = cascade.generate(chunk, generator=generator, progress=False)
@@ -223,8 +223,8 @@ def generate_runs(
             save_video_npz(path, video, result.fps)
         bar.finished_batch(len(paths))
     bar.wait_for_all()
-    seconds = sum_over_ranks([elapsed[seed] for seed in seeds], workers)
-    if not workers.is_main:
+    seconds = sum_over_ranks([elapsed[seed] for seed in seeds], shard)
+    if not shard.is_main:
         return []
     return [
         VideoRun(
