@@ -29,6 +29,7 @@ from imagen_video.cascade.directory import (
     resolve_stage_config,
     write_cascade_json,
 )
+from imagen_video.cascade.pipeline import PipelineMixin, save_output
 from imagen_video.cascade.sampling import StageOverride, TextCondition, on_device, sample_stage
 from imagen_video.cascade.stage_io import (
     StageLoadError,
@@ -38,6 +39,7 @@ from imagen_video.cascade.stage_io import (
     save_stage,
 )
 from imagen_video.cascade.video_input import fit_to_stage
+from imagen_video.device import resolve_device
 from imagen_video.samplers import StepInfo
 from imagen_video.text.base import TextEncoder
 
@@ -65,11 +67,16 @@ class CascadeOutput:
     text_seconds: float
     prompts: list[str | None]
 
+    def save(self, path: str | os.PathLike[str], *, format: str | None = None, scale: int = 1) -> list[Path]:
+        """Write the videos (mp4, gif, webp, PNG frames, or ``grid``: one contact-sheet PNG); see
+        :func:`imagen_video.cascade.pipeline.save_output`."""
+        return save_output(self, path, format=format, scale=scale)
+
 
 ProgressCallback = Callable[[CascadeStep], None]
 
 
-class Cascade:
+class Cascade(PipelineMixin):
     """A cascade of video diffusion models (paper sec. 2.2): config, stage networks, text encoder.
 
     Build it with :meth:`from_pretrained` (a cascade directory), or :meth:`from_config` (random
@@ -130,15 +137,21 @@ class Cascade:
         cls,
         path: str | os.PathLike[str],
         *,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         dtype: torch.dtype | None = None,
         text_encoder: TextEncoder | None = None,
     ) -> Cascade:
-        """Load a cascade directory (``cascade.json`` + one stage folder per stage, contract 6).
+        """Load a cascade directory (``cascade.json`` + one stage folder per stage, contract 6), or a
+        shipped cascade by name (``"demo"``, ``"demo-distilled"``). ``device="auto"``: CUDA, then MPS,
+        then the CPU.
 
         Raises :class:`CascadeLoadError` when ``path`` is not a cascade, or naming the stage whose
         folder, config or weights are missing or do not match.
         """
+        from imagen_video.cascade.cli_support import resolve_model_dir
+
+        path = resolve_model_dir(path)
+        device = resolve_device(device)
         manifest = read_cascade_json(path)
         stages, models = [], {}
         for stage in manifest.config.stages:
@@ -235,7 +248,7 @@ class Cascade:
 
     def generate(
         self,
-        prompts: list[str],
+        prompts: str | Sequence[str],
         *,
         generator: torch.Generator | None = None,
         num_videos_per_prompt: int = 1,
@@ -247,12 +260,13 @@ class Cascade:
     ) -> CascadeOutput:
         """Generate ``num_videos_per_prompt`` videos per prompt through the cascade (paper Figure 6).
 
-        Returns :class:`CascadeOutput` with ``video`` (len(prompts) * num_videos_per_prompt, C, T, H, W)
+        ``prompts``: one prompt or a list. Returns :class:`CascadeOutput` with ``video``
+        (len(prompts) * num_videos_per_prompt, C, T, H, W)
         in [0, 1], grouped by prompt, at the last run stage's fps. ``overrides``: per-stage sampling
         changes; ``stages``: run only the first stages (a prefix starting at the base); ``offload``:
         keep only the running stage on the device; ``callback`` gets a :class:`CascadeStep` per step.
         """
-        prompts = _check_prompts(prompts)
+        prompts = _check_prompts([prompts] if isinstance(prompts, str) else prompts)
         _check_count(num_videos_per_prompt)
         run = self._apply_overrides(self.select_stages(stages, from_base=True), overrides)
         start = time.perf_counter()
