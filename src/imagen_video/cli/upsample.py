@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     from imagen_video.cascade import cli_support
     from imagen_video.cascade.video_input import frame_stride, read_video
+    from imagen_video.cli._grid import grid_sheet
     from imagen_video.text import TextEncoderUnavailable
 
     started = time.perf_counter()
@@ -67,8 +68,10 @@ def run(args: argparse.Namespace) -> int:
             cli_support.check_positive(name, getattr(args, name[2:].replace("-", "_")))
         cli_support.check_positive("--seed", args.seed, allow_zero=True)
         label = args.prompt or Path(args.video).stem
-        plan = cli_support.plan_outputs(args.output, args.format, [(None, label)], 1, batch=False)
-        cli_support.resolve_device(args.device)
+        grid = grid_sheet(args.output, args.format, [(None, label)])
+        if grid is None:
+            plan = cli_support.plan_outputs(args.output, args.format, [(None, label)], 1, batch=False)
+        args.device = cli_support.resolve_device(args.device)
     except ValueError as err:
         raise UserError(str(err)) from None
     if args.threads is not None:
@@ -97,8 +100,12 @@ def run(args: argparse.Namespace) -> int:
             )
     except (ValueError, TextEncoderUnavailable) as err:
         raise UserError(str(err)) from None
-    for path in write_outputs(output, plan.paths, plan.format, args.scale):
-        print(f"wrote {path}")
+    if grid is not None:
+        grid.add(output)
+        print(f"wrote {grid.write(args.scale)}")
+    else:
+        for path in write_outputs(output, plan.paths, plan.format, args.scale):
+            print(f"wrote {path}")
     _, _, frames, height, width = output.video.shape
     print(
         f"{video.shape[1]} input frames (stride {stride}) -> {frames} frames of {height}x{width} "
