@@ -75,6 +75,9 @@ class TrainConfig(JsonConfig):
     keeps the dataset's own image/video mix. Ignored for stages that do not use images."""
     fsdp: bool = False
     """Shard parameters with FSDP instead of replicating them with DistributedDataParallel."""
+    skip_uncaptioned: bool = False
+    """In a captioned media folder, leave media without a ``.txt`` caption out (counted) instead of
+    stopping with an error."""
 
     def __post_init__(self) -> None:
         for name in (

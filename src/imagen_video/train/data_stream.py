@@ -77,10 +77,14 @@ class BatchStream:
             epoch, offset = epoch + 1, 0
 
 
-def open_dataset(data_path: str | Path, stage_cfg: StageConfig, *, seed: int) -> VideoTextDataset:
+def open_dataset(
+    data_path: str | Path, stage_cfg: StageConfig, *, seed: int, skip_uncaptioned: bool = False
+) -> VideoTextDataset:
     """The stage's dataset (raises ``DatasetError`` at once for a missing path, an empty dataset,
-    a caption without media, or a stage that finds no usable records)."""
-    return VideoTextDataset(data_path, StageDataSpec.from_stage(stage_cfg), seed=seed)
+    a caption without media, or a stage that finds no usable records). ``skip_uncaptioned``: leave
+    media without a caption out instead."""
+    spec = StageDataSpec.from_stage(stage_cfg)
+    return VideoTextDataset(data_path, spec, seed=seed, skip_uncaptioned=skip_uncaptioned)
 
 
 def make_loader(

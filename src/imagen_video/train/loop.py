@@ -96,7 +96,9 @@ class _Trainer:
         self.stage, self.cfg, self.ctx = stage_cfg, train_cfg, ctx
         self.out = Path(out_dir)
         self.progress = progress
-        self.dataset = open_dataset(data_path, stage_cfg, seed=train_cfg.seed)
+        self.dataset = open_dataset(
+            data_path, stage_cfg, seed=train_cfg.seed, skip_uncaptioned=train_cfg.skip_uncaptioned
+        )
         existing = ckpt.find_latest_checkpoint(self.out / "checkpoints")
         if existing is not None and not resume:
             raise TrainSetupError(
