@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagen_video.cli import UserError
+from imagen_video.train.knobs import add_knob_arguments
 
 if TYPE_CHECKING:
-    from imagen_video.train import TrainResult
+    from imagen_video.cascade.config import StageConfig
+    from imagen_video.train import TrainConfig, TrainResult
 
 
 def _positive_int(text: str) -> int:
@@ -67,6 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size", type=_positive_int, default=None, help="override batch_size (per rank)"
     )
     parser.add_argument("--lr", type=float, default=None, help="override the peak learning rate")
+    add_knob_arguments(parser)
+    parser.add_argument(
+        "--skip-uncaptioned",
+        action="store_true",
+        help="leave media without a .txt caption out (counted) instead of stopping",
+    )
     parser.add_argument(
         "--t-max",
         type=float,
@@ -95,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from imagen_video.cascade.stage_io import StageLoadError
     from imagen_video.data import DatasetError
     from imagen_video.train import TrainSetupError, load_train_config, resolve_cascade, train_stage
+    from imagen_video.train.knobs import knob_overrides
 
     try:
         cascade = resolve_cascade(args.cascade)
@@ -102,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
         if args.t_max is not None:
             stage = stage.replace(diffusion=stage.diffusion.replace(t_max=args.t_max))
         overrides = {"max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr}
+        overrides.update(knob_overrides(args), skip_uncaptioned=args.skip_uncaptioned or None)
         train_cfg = load_train_config(args.config, **overrides)
         if args.fsdp:
             train_cfg = train_cfg.replace(fsdp=True)
@@ -109,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(err.args[0]) from None
     except (ValueError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
+    if int(os.environ.get("RANK", "0")) == 0:
+        _advise(args, stage, train_cfg)
     try:
         result = train_stage(
             stage,
@@ -128,6 +140,23 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     _report(args, result)
     return 0
+
+
+def _advise(args: argparse.Namespace, stage: StageConfig, config: TrainConfig) -> None:
+    """Print the dataset summary for the stage (as ``data check``) and the schedule warnings."""
+    from imagen_video.data import DatasetError
+    from imagen_video.data.check import check_dataset, format_summary
+    from imagen_video.train.knobs import schedule_warnings
+
+    try:
+        summary = check_dataset(
+            args.data, [stage], cascade=args.cascade, skip_uncaptioned=config.skip_uncaptioned
+        )
+    except DatasetError:
+        return  # train_stage reports the dataset's problem
+    print(format_summary(summary), flush=True)
+    for line in schedule_warnings(config):
+        print(f"imagen-video train: warning: {line}", file=sys.stderr)
 
 
 def _report(args: argparse.Namespace, result: TrainResult) -> None:

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from imagen_video.cascade.config import StageConfig
 from imagen_video.data import (
+    DatasetError,
     JointImageVideoSampler,
     SampleKey,
     StageDataSpec,
@@ -57,7 +58,7 @@ class BatchStream:
         self.start = start_micro_batches
         self.per_epoch = (sampler.num_samples // sampler.world_size) // batch_size
         if self.per_epoch < 1:
-            raise ValueError(
+            raise DatasetError(
                 f"the dataset gives {sampler.num_samples // sampler.world_size} sample(s) per rank and "
                 f"epoch, fewer than one micro-batch of batch_size={batch_size}; lower --batch-size"
             )
