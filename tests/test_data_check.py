@@ -83,3 +83,11 @@ def test_cli_exit_codes_and_stage_filter(folder: Path, capsys) -> None:  # type:
     (folder / "short.txt").write_text("too short")
     assert main(argv) == 1
     assert main(["data", "check", str(folder), "--stage", "nope", "--skip-uncaptioned"]) == 2
+
+
+def test_encode_text_takes_a_caption_folder(folder: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    argv = ["encode-text", "--encoder", "embedded", "--out", str(tmp_path / "cache"), "--data", str(folder)]
+    assert main(argv) == 2
+    assert "--skip-uncaptioned" in capsys.readouterr().err
+    assert main([*argv, "--skip-uncaptioned", "--no-progress"]) == 0
+    assert "of 4 distinct caption(s)" in capsys.readouterr().out
