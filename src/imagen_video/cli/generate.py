@@ -234,8 +234,10 @@ def load_plan(
             start_from=args.start_from,
             stages=stages,
         )
-    except (CascadeLoadError, KeyError, ValueError) as err:
-        raise UserError(str(err).strip("'\"")) from None
+    except KeyError as err:
+        raise UserError(str(err.args[0])) from None
+    except (CascadeLoadError, ValueError) as err:
+        raise UserError(str(err)) from None
     return model_dir, config, stages, overrides
 
 
