@@ -52,3 +52,17 @@ def test_png_suffix_means_grid_and_other_suffixes_conflict(model_dir: Path, tmp_
     assert code == 2
     assert "--format grid writes one PNG" in capsys.readouterr().err
     assert not (tmp_path / "x.gif").exists()
+
+
+def test_truncated_prompt_from_a_text_cache_warns(model_dir: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    long_prompt = "a red circle moving right " * 10  # more than the tiny cascade's 16 tokens
+    captions = tmp_path / "captions.txt"
+    captions.write_text(long_prompt + "\n")
+    cache = tmp_path / "cache"
+    encode = ["encode-text", "--captions", str(captions), "--out", str(cache), "--no-progress"]
+    assert main([*encode, "--max-length", "16"]) == 0
+    capsys.readouterr()
+    argv = ["generate", long_prompt, "-o", str(tmp_path / "v.gif"), "--text-cache", str(cache)]
+    assert main([*argv, "--model", str(model_dir), "--steps", "1", "--seed", "0", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 1 of 1 prompt(s) were longer than max_length=16 tokens and were truncated" in err

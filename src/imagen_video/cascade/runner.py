@@ -219,8 +219,17 @@ class Cascade(PipelineMixin):
         return self.config.stages[0].unet.text.dim
 
     def encode(self, prompts: Sequence[str]) -> TextCondition:
-        """Encode prompts once for all stages (sec. 2.2); long prompts are truncated with a warning."""
-        embeddings = self.text_encoder.encode(list(prompts))
+        """Encode prompts once for all stages (sec. 2.2); long prompts are truncated with one warning
+        (also when the embeddings come from a cache)."""
+        from imagen_video.text.base import TextTruncationWarning, truncation_message
+
+        encoder = self.text_encoder
+        embeddings = encoder.encode(list(prompts), warn_truncation=False)
+        if any(embeddings.truncated):
+            message = truncation_message(
+                sum(embeddings.truncated), len(prompts), encoder.max_length, encoder.identity
+            )
+            warnings.warn(message, TextTruncationWarning, stacklevel=2)
         return TextCondition(
             tokens=embeddings.tokens.to(self.device, torch.float32),  # (B, L, D)
             mask=embeddings.mask.to(self.device),  # (B, L)
