@@ -30,6 +30,19 @@ def test_warnings_name_the_mismatch() -> None:
     assert schedule_warnings(TrainConfig(max_steps=50, warmup_steps=5, ema_decay=0.9)) == []
 
 
+def test_help_defaults_are_the_train_config_defaults() -> None:
+    from imagen_video.cli import build_parser
+    from imagen_video.cli._train_knobs import KNOBS
+
+    defaults = TrainConfig()
+    for field, shown, _ in KNOBS:
+        assert getattr(defaults, field) == shown, field
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
+    for text in ("(default 10000)", "(default 8)", "(default 1e-4)", "(default 0.9999)", "(default 1000)"):
+        assert text in help_text
+    assert (defaults.max_steps, defaults.batch_size, defaults.lr) == (10000, 8, 1e-4)
+
+
 def test_previews_default_to_the_checkpoint_interval() -> None:
     assert preview_interval(TrainConfig(checkpoint_every=7)) == 7
     assert preview_interval(TrainConfig(checkpoint_every=7, preview_every=3)) == 3

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagen_video.cli import UserError
-from imagen_video.train.knobs import add_knob_arguments
+from imagen_video.cli._train_knobs import add_knob_arguments
 
 if TYPE_CHECKING:
     from imagen_video.cascade.config import StageConfig
@@ -64,11 +64,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="start a new run from a stage folder's weights (e.g. a shipped stage; "
         "pass its cascade as --cascade)",
     )
-    parser.add_argument("--max-steps", type=_positive_int, default=None, help="override max_steps")
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=None, help="override batch_size (per rank)"
+        "--max-steps", type=_positive_int, default=None, help="total optimiser steps (default 10000)"
     )
-    parser.add_argument("--lr", type=float, default=None, help="override the peak learning rate")
+    parser.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="clips per micro-batch on each device (default 8)",
+    )
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-4)")
     add_knob_arguments(parser)
     parser.add_argument(
         "--skip-uncaptioned",
@@ -101,9 +106,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Resolve the stage and configs, train, and print where the results are."""
     from imagen_video.cascade.stage_io import StageLoadError
+    from imagen_video.cli._train_knobs import knob_overrides
     from imagen_video.data import DatasetError
     from imagen_video.train import TrainSetupError, load_train_config, resolve_cascade, train_stage
-    from imagen_video.train.knobs import knob_overrides
 
     try:
         cascade = resolve_cascade(args.cascade)
