@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         prompts = [prompt for _, prompt in read_prompt_file(args.prompts)]
         reference = load_video_dir(args.reference) if args.reference else None
         metrics = build_metrics(config)  # loads the networks: fail before any sampling
+        _check_reference_weights(args, config.metrics)
         if args.model is not None:
             runs = generate_runs(
                 resolve_model_dir(args.model),
@@ -126,3 +127,16 @@ def run(args: argparse.Namespace) -> int:
     print(md_path.read_text(encoding="utf-8"), end="")
     print(f"wrote {json_path} and {md_path}")
     return 0
+
+
+def _check_reference_weights(args: argparse.Namespace, metrics: tuple[str, ...]) -> None:
+    """Say on stderr whether the FID / FVD network files are the published reference ones."""
+    import sys
+
+    from imagen_video.metrics.networks import file_sha256
+    from imagen_video.metrics.reference_weights import check_reference
+
+    for metric, path in (("fid", args.inception_weights), ("fvd", args.i3d_weights)):
+        if metric in metrics and path is not None:
+            line = check_reference(metric, path, file_sha256(path))
+            print(f"imagen-video evaluate: {line}", file=sys.stderr)
