@@ -122,7 +122,7 @@ def test_several_videos_per_prompt_and_stage_prefix(tiny: Cascade) -> None:
     [
         ({"prompts": ["ok", "  "]}, "prompt 1 is empty"),
         ({"prompts": []}, "non-empty list"),
-        ({"prompts": "a string"}, "non-empty list"),
+        ({"prompts": ""}, "prompt 0 is empty"),
         ({"prompts": ["a"], "num_videos_per_prompt": 0}, "num_videos_per_prompt must be an integer >= 1"),
     ],
 )

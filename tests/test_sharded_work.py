@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from imagen_video.cascade.sharded import JobProgress, Shard, from_main, resolve_rank_device
+from imagen_video.device import auto_device
 
 
 def _ranks(world: int, timeout_s: float = 60.0) -> list[Shard]:
@@ -51,5 +52,5 @@ def test_each_rank_takes_its_own_gpu() -> None:
     assert resolve_rank_device("cuda", 3) == torch.device("cuda", 3)
     assert resolve_rank_device("cuda:1", 3) == torch.device("cuda", 1)
     assert resolve_rank_device("cpu", 3) == torch.device("cpu")
-    expected = torch.device("cuda", 2) if torch.cuda.is_available() else torch.device("cpu")
+    expected = torch.device("cuda", 2) if torch.cuda.is_available() else auto_device()
     assert resolve_rank_device("auto", 2) == expected

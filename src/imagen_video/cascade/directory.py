@@ -146,11 +146,17 @@ def order_stages(stages: list[StageConfig]) -> list[StageConfig]:
     chain, rest = [bases[0]], [s for s in stages if s.kind != "base"]
     while rest:
         nxt = [s for s in rest if s.cond_shape == chain[-1].shape]
-        if len(nxt) != 1:
-            what = "several stages" if nxt else "no stage"
+        output = "x".join(str(n) for n in chain[-1].shape)
+        if not nxt:
+            inputs = ", ".join(f"{s.name} takes {'x'.join(str(n) for n in s.cond_shape)}" for s in rest)
             raise ValueError(
-                f"{what} ({', '.join(s.name for s in nxt) or '-'}) take stage {chain[-1].name!r}'s output "
-                f"{chain[-1].shape}; left: {', '.join(s.name for s in rest)}; give the order explicitly"
+                f"no stage takes stage {chain[-1].name!r}'s output {output} (frames x height x width) as "
+                f"its input ({inputs}): a stage producing the input of {rest[0].name} is missing"
+            )
+        if len(nxt) > 1:
+            raise ValueError(
+                f"several stages ({', '.join(s.name for s in nxt)}) take stage {chain[-1].name!r}'s "
+                f"output {output}; give the order explicitly (--order)"
             )
         chain.append(nxt[0])
         rest.remove(nxt[0])

@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,3 +190,16 @@ def generators(jobs: Sequence[VideoJob]) -> list[torch.Generator]:
     """One CPU generator per video, seeded with its :func:`video_seed` (numbers are drawn on the CPU
     and moved, so a video's noise is the same on every device)."""
     return [torch.Generator().manual_seed(job.seed) for job in jobs]
+
+
+def per_video_generators(
+    run_seed: int, prompt_indices: Iterable[int], num_videos: int
+) -> list[torch.Generator]:
+    """One generator per video of the given prompts (``num_videos`` each, grouped by prompt), seeded
+    as a batch job seeds prompts without a seed of their own: prompt ``i``, video ``k`` gets
+    ``video_seed(prompt_seed(run_seed, i), k)``."""
+    return [
+        torch.Generator().manual_seed(video_seed(prompt_seed(run_seed, i), k))
+        for i in prompt_indices
+        for k in range(num_videos)
+    ]

@@ -29,6 +29,7 @@ from imagen_video.cascade.directory import (
     resolve_stage_config,
     write_cascade_json,
 )
+from imagen_video.cascade.pipeline import PipelineMixin, save_output
 from imagen_video.cascade.registry import resolve_model_dir
 from imagen_video.cascade.sampling import StageOverride, TextCondition, on_device, sample_stage
 from imagen_video.cascade.stage_io import (
@@ -39,6 +40,7 @@ from imagen_video.cascade.stage_io import (
     save_stage,
 )
 from imagen_video.cascade.video_input import fit_to_stage
+from imagen_video.device import resolve_device
 from imagen_video.diffusion._random import Generators
 from imagen_video.prompts import check_prompts
 from imagen_video.samplers import StepInfo
@@ -68,11 +70,16 @@ class CascadeOutput:
     text_seconds: float
     prompts: list[str | None]
 
+    def save(self, path: str | os.PathLike[str], *, format: str | None = None, scale: int = 1) -> list[Path]:
+        """Write the videos (mp4, gif, webp, PNG frames, or ``grid``: one contact-sheet PNG); see
+        :func:`imagen_video.cascade.pipeline.save_output`."""
+        return save_output(self, path, format=format, scale=scale)
+
 
 ProgressCallback = Callable[[CascadeStep], None]
 
 
-class Cascade:
+class Cascade(PipelineMixin):
     """A cascade of video diffusion models (paper sec. 2.2): config, stage networks, text encoder.
 
     Build it with :meth:`from_pretrained` (a cascade directory), or :meth:`from_config` (random
@@ -133,20 +140,22 @@ class Cascade:
         cls,
         path: str | os.PathLike[str],
         *,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         dtype: torch.dtype | None = None,
         text_encoder: TextEncoder | None = None,
         manifest: CascadeManifest | None = None,
     ) -> Cascade:
         """Load a cascade: a shipped one by name (``"demo"``, ``"demo-distilled"``, see
         :mod:`imagen_video.cascade.registry`) or a cascade directory (``cascade.json`` + one stage
-        folder per stage, see :mod:`imagen_video.cascade.directory`).
+        folder per stage, see :mod:`imagen_video.cascade.directory`). ``device="auto"``: CUDA, then
+        MPS, then the CPU.
 
         ``manifest``: that directory's ``cascade.json`` when the caller has read it already.
         Raises :class:`CascadeLoadError` when ``path`` is not a cascade, or naming the stage whose
         folder, config or weights are missing or do not match.
         """
         path = resolve_model_dir(path)
+        device = resolve_device(device)
         manifest = manifest if manifest is not None else read_cascade_json(path)
         stages, models = [], {}
         for stage in manifest.config.stages:
@@ -214,8 +223,17 @@ class Cascade:
         return self.config.stages[0].unet.text.dim
 
     def encode(self, prompts: Sequence[str]) -> TextCondition:
-        """Encode prompts once for all stages (sec. 2.2); long prompts are truncated with a warning."""
-        embeddings = self.text_encoder.encode(list(prompts))
+        """Encode prompts once for all stages (sec. 2.2); long prompts are truncated with one warning
+        (also when the embeddings come from a cache)."""
+        from imagen_video.text.base import TextTruncationWarning, truncation_message
+
+        encoder = self.text_encoder
+        embeddings = encoder.encode(list(prompts), warn_truncation=False)
+        if any(embeddings.truncated):
+            message = truncation_message(
+                sum(embeddings.truncated), len(prompts), encoder.max_length, encoder.identity
+            )
+            warnings.warn(message, TextTruncationWarning, stacklevel=2)
         return TextCondition(
             tokens=embeddings.tokens.to(self.device, torch.float32),  # (B, L, D)
             mask=embeddings.mask.to(self.device),  # (B, L)
@@ -243,7 +261,7 @@ class Cascade:
 
     def generate(
         self,
-        prompts: list[str],
+        prompts: str | Sequence[str],
         *,
         generator: Generators = None,
         num_videos_per_prompt: int = 1,
@@ -255,14 +273,15 @@ class Cascade:
     ) -> CascadeOutput:
         """Generate ``num_videos_per_prompt`` videos per prompt through the cascade (paper Figure 6).
 
-        Returns :class:`CascadeOutput` with ``video`` (len(prompts) * num_videos_per_prompt, C, T, H, W)
+        ``prompts``: one prompt or a list. Returns :class:`CascadeOutput` with ``video``
+        (len(prompts) * num_videos_per_prompt, C, T, H, W)
         in [0, 1], grouped by prompt, at the last run stage's fps. ``overrides``: per-stage sampling
         changes; ``stages``: run only the first stages (a prefix starting at the base); ``offload``:
         keep only the running stage on the device; ``callback`` gets a :class:`CascadeStep` per step.
         ``generator``: one for the whole batch, or one per output video (each video's noise then
         depends on its own generator only, whatever batch it is sampled in).
         """
-        prompts = check_prompts(prompts)
+        prompts = check_prompts([prompts] if isinstance(prompts, str) else prompts)
         _check_count(num_videos_per_prompt)
         run = self._apply_overrides(self.select_stages(stages, from_base=True), overrides)
         start = time.perf_counter()

@@ -64,11 +64,12 @@ class Shard:
 
 
 def resolve_rank_device(device: str, local_rank: int) -> torch.device:
-    """``device`` for this rank: ``cuda`` (no index) or ``auto`` with CUDA present becomes
-    ``cuda:<LOCAL_RANK>``; ``auto`` without CUDA is the CPU; an explicit device is kept."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = torch.device(device)
+    """``device`` for this rank: ``auto`` is :func:`imagen_video.device.auto_device` (chosen silently:
+    only rank 0 may print); ``cuda`` without an index becomes ``cuda:<LOCAL_RANK>``; an explicit
+    device is kept."""
+    from imagen_video.device import AUTO, auto_device
+
+    resolved = auto_device() if device == AUTO else torch.device(device)
     if resolved.type == "cuda" and resolved.index is None:
         resolved = torch.device("cuda", local_rank)
     return resolved

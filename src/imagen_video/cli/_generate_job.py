@@ -58,6 +58,7 @@ def run_prompts_job(args: argparse.Namespace) -> int:
     ):
         raise UserError(f"nothing to resume: {out} has no {job_manifest.MANIFEST}")
     shard = sharded.join_job(args.device)
+    args.device = str(shard.device)  # e.g. "auto" or "cuda" resolved to this rank's device
     if args.threads is not None:
         import torch
 

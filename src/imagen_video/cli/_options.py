@@ -163,9 +163,14 @@ def check_positive(name: str, value: int | None, *, allow_zero: bool = False) ->
 
 
 def resolve_device(name: str) -> str:
-    """Check a ``--device`` value ("cpu", "cuda", "cuda:N", "mps") against what this machine has."""
+    """Check a ``--device`` value ("cpu", "cuda", "cuda:N", "mps") against what this machine has;
+    "auto" becomes the best one there is (CUDA, then MPS, then CPU)."""
     import torch
 
+    if name == "auto":
+        from imagen_video.device import resolve_device as pick
+
+        return str(pick(name))
     try:
         device = torch.device(name)
     except RuntimeError as err:

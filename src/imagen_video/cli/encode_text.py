@@ -32,7 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--captions", type=Path, metavar="FILE", help="text file, one caption per line")
     source.add_argument(
-        "--data", type=Path, metavar="MANIFEST_OR_DIR", help="dataset manifest.jsonl or its directory"
+        "--data",
+        type=Path,
+        metavar="DATA",
+        help="dataset as train takes it: manifest.jsonl, its directory, or a folder of captioned media",
+    )
+    parser.add_argument(
+        "--skip-uncaptioned", action="store_true", help="with --data: leave media without a caption out"
     )
     parser.add_argument("--max-length", type=positive_int, default=None, help="token length L (default 64)")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="prompts per forward pass")
@@ -62,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         if args.captions is not None:
             captions = [prompt for _, prompt in read_prompt_file(args.captions)]
         else:
-            captions = read_manifest_captions(args.data)
+            captions = read_manifest_captions(args.data, skip_uncaptioned=args.skip_uncaptioned)
         encoder = load_text_encoder(
             args.encoder, max_length=args.max_length, device=args.device, dtype=args.dtype
         )

@@ -99,6 +99,8 @@ def run(args: argparse.Namespace) -> int:
         reference = load_video_dir(args.reference) if args.reference else None
         shard = join_job(device)  # one process, or every rank under torchrun (docs/scale.md)
         metrics = build_metrics(config) if shard.is_main else []  # fail before any sampling
+        if shard.is_main:
+            _check_reference_weights(args, config.metrics)
         if args.model is not None:
             runs = generate_runs(
                 resolve_model_dir(args.model),
@@ -133,3 +135,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {json_path} and {md_path}")
     leave_job(shard, wait=False)
     return 0
+
+
+def _check_reference_weights(args: argparse.Namespace, metrics: tuple[str, ...]) -> None:
+    """Say on stderr whether the FID / FVD network files are the published reference ones."""
+    import sys
+
+    from imagen_video.metrics.networks import file_sha256
+    from imagen_video.metrics.reference_weights import check_reference
+
+    for metric, path in (("fid", args.inception_weights), ("fvd", args.i3d_weights)):
+        if metric in metrics and path is not None:
+            line = check_reference(metric, path, file_sha256(path))
+            print(f"imagen-video evaluate: {line}", file=sys.stderr)

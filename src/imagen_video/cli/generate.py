@@ -80,8 +80,9 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--format",
-        choices=("mp4", "gif", "webp", "png"),
-        help="output format (default: from the -o suffix, else mp4)",
+        choices=("mp4", "gif", "webp", "png", "grid"),
+        help="output format (default: from the -o suffix, else mp4); png: a folder of frames; grid: one "
+        "PNG contact sheet of every video (a row each, up to 16 frames, labelled; also for -o X.png)",
     )
     parser.add_argument("--scale", type=int, default=1, help="integer nearest-neighbour upscale on export")
     parser.add_argument(
@@ -90,7 +91,11 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         help="take the prompts' embeddings from a cache built by `imagen-video encode-text` with the "
         "cascade's encoder, instead of loading the encoder (every prompt must be in it)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda, cuda:N or mps (default: auto: CUDA, then MPS, then CPU)",
+    )
     parser.add_argument(
         "--offload", action="store_true", help="keep only the running stage on the device (bounds GPU memory)"
     )
@@ -140,12 +145,13 @@ def run(args: argparse.Namespace) -> int:
     """Validate every argument, load the cascade, generate in batches, write one output per video."""
     import torch
 
-    from imagen_video.cascade.jobs import video_seed
+    from imagen_video.cascade.jobs import per_video_generators
+    from imagen_video.cli._grid import grid_sheet
     from imagen_video.cli._options import check_positive, resolve_device
     from imagen_video.cli._outputs import plan_outputs, timing_report
     from imagen_video.text import TextEncoderUnavailable
 
-    if args.prompts is not None:
+    if args.prompts is not None and not _wants_grid(args):
         from imagen_video.cli._generate_job import run_prompts_job
 
         return run_prompts_job(args)
@@ -157,8 +163,11 @@ def run(args: argparse.Namespace) -> int:
         check_positive("--seed", args.seed, allow_zero=True)
         check_positive("--scale", args.scale)
         check_positive("--threads", args.threads)
-        plan = plan_outputs(args.output, args.format, prompts, args.num_videos, batch=False)
-        resolve_device(args.device)
+        grid = grid_sheet(args.output, args.format, prompts)
+        if grid is None:
+            batch = args.prompts is not None
+            plan = plan_outputs(args.output, args.format, prompts, args.num_videos, batch=batch)
+        args.device = resolve_device(args.device)
     except ValueError as err:
         raise UserError(str(err)) from None
     if args.threads is not None:
@@ -167,10 +176,10 @@ def run(args: argparse.Namespace) -> int:
     texts = [prompt for _, prompt in prompts]
     cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, manifest, texts), manifest)
     seed = resolve_seed(args.seed)
-    generator = [torch.Generator().manual_seed(video_seed(seed, k)) for k in range(args.num_videos)]
     batches = math.ceil(len(prompts) / args.batch_size)
     for first in range(0, len(prompts), args.batch_size):
         chunk = [prompt for _, prompt in prompts[first : first + args.batch_size]]
+        generator = per_video_generators(seed, range(first, first + len(chunk)), args.num_videos)
         try:
             with warnings_as_lines("generate"):
                 output = cascade.generate(
@@ -183,18 +192,32 @@ def run(args: argparse.Namespace) -> int:
                 )
         except (ValueError, TextEncoderUnavailable) as err:  # e.g. an override a stage rejects
             raise UserError(str(err)) from None
-        paths = plan.paths[first * args.num_videos : (first + len(chunk)) * args.num_videos]
-        for path in write_outputs(output, paths, plan.format, args.scale):
-            print(f"wrote {path}")
+        if grid is not None:
+            grid.add(output)
+        else:
+            paths = plan.paths[first * args.num_videos : (first + len(chunk)) * args.num_videos]
+            for path in write_outputs(output, paths, plan.format, args.scale):
+                print(f"wrote {path}")
         batch = (first // args.batch_size + 1, batches)
         print(timing_report(output, time.perf_counter() - started, batch))
+    if grid is not None:
+        print(f"wrote {grid.write(args.scale)}")
     print(describe(output, seed, model_dir))
     return 0
 
 
-def _prompts(args: argparse.Namespace) -> list[tuple[int | None, str]]:
-    from imagen_video.prompts import clean_prompt
+def _wants_grid(args: argparse.Namespace) -> bool:
+    """True for ``--format grid`` or ``-o X.png``: one contact sheet of every video (``cli/_grid.py``)."""
+    return args.format == "grid" or (args.output is not None and Path(args.output).suffix.lower() == ".png")
 
+
+def _prompts(args: argparse.Namespace) -> list[tuple[int | None, str]]:
+    from imagen_video.prompts import clean_prompt, read_prompt_file
+
+    if args.prompts is not None:
+        if args.prompt is not None:
+            raise ValueError("give either a PROMPT or --prompts FILE, not both")
+        return list(read_prompt_file(args.prompts))
     if args.prompt is None:
         raise ValueError("no prompt given; pass PROMPT or --prompts FILE")
     return [(None, clean_prompt(args.prompt))]
@@ -229,8 +252,10 @@ def load_plan(
             start_from=args.start_from,
             stages=stages,
         )
-    except (CascadeLoadError, KeyError, ValueError) as err:
-        raise UserError(str(err).strip("'\"")) from None
+    except KeyError as err:
+        raise UserError(str(err.args[0])) from None
+    except (CascadeLoadError, ValueError) as err:
+        raise UserError(str(err)) from None
     return model_dir, manifest, stages, overrides
 
 

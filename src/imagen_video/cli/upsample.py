@@ -54,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from imagen_video.cascade.video_input import frame_stride, read_video
+    from imagen_video.cli._grid import grid_sheet
     from imagen_video.cli._options import check_positive, resolve_device
     from imagen_video.cli._outputs import plan_outputs, timing_report
     from imagen_video.prompts import clean_prompt
@@ -68,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
             check_positive(name, getattr(args, name[2:].replace("-", "_")))
         check_positive("--seed", args.seed, allow_zero=True)
         label = prompt or Path(args.video).stem
-        plan = plan_outputs(args.output, args.format, [(None, label)], 1, batch=False)
-        resolve_device(args.device)
+        grid = grid_sheet(args.output, args.format, [(None, label)])
+        if grid is None:
+            plan = plan_outputs(args.output, args.format, [(None, label)], 1, batch=False)
+        args.device = resolve_device(args.device)
     except ValueError as err:
         raise UserError(str(err)) from None
     if args.threads is not None:
@@ -99,8 +102,12 @@ def run(args: argparse.Namespace) -> int:
             )
     except (ValueError, TextEncoderUnavailable) as err:
         raise UserError(str(err)) from None
-    for path in write_outputs(output, plan.paths, plan.format, args.scale):
-        print(f"wrote {path}")
+    if grid is not None:
+        grid.add(output)
+        print(f"wrote {grid.write(args.scale)}")
+    else:
+        for path in write_outputs(output, plan.paths, plan.format, args.scale):
+            print(f"wrote {path}")
     _, _, frames, height, width = output.video.shape
     print(
         f"{video.shape[1]} input frames (stride {stride}) -> {frames} frames of {height}x{width} "

@@ -210,8 +210,12 @@ class VideoTextDataset(Dataset):
         *,
         seed: int = 0,
         default_fps: float | None = None,
+        skip_uncaptioned: bool = False,
     ) -> None:
-        records = load_records(data, default_fps=default_fps) if isinstance(data, (str, Path)) else list(data)
+        if isinstance(data, (str, Path)):
+            records = load_records(data, default_fps=default_fps, skip_uncaptioned=skip_uncaptioned)
+        else:
+            records = list(data)
         kept = [r for r in records if spec.use_images or r.kind == "video"]
         if not kept:
             what = "records" if spec.use_images else "video records (this stage does not train on images)"

@@ -55,8 +55,9 @@ class TrainConfig(JsonConfig):
     """Write a checkpoint (and refresh ``out_dir/stage``) every N optimiser steps."""
     keep_checkpoints: int = 3
     """How many of the newest checkpoints to keep on disk."""
-    preview_every: int = 0
-    """Sample preview GIFs from the EMA weights every N steps (0: never)."""
+    preview_every: int | None = None
+    """Sample previews from the EMA weights every N steps (``previews/step_N/grid.png`` and one GIF
+    per prompt); None: with every checkpoint; 0: never."""
     preview_prompts: tuple[str, ...] = ()
     """Prompts of the previews; empty: the captions of the first ``num_previews`` dataset items."""
     num_previews: int = 2
@@ -76,6 +77,9 @@ class TrainConfig(JsonConfig):
     keeps the dataset's own image/video mix. Ignored for stages that do not use images."""
     fsdp: bool = False
     """Shard parameters with FSDP instead of replicating them with DistributedDataParallel."""
+    skip_uncaptioned: bool = False
+    """In a captioned media folder, leave media without a ``.txt`` caption out (counted) instead of
+    stopping with an error."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -93,6 +97,8 @@ class TrainConfig(JsonConfig):
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {value!r}")
         for name in ("warmup_steps", "preview_every", "num_workers", "seed"):
             value = getattr(self, name)
+            if name == "preview_every" and value is None:
+                continue
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
         if not self.lr > 0:
@@ -114,6 +120,11 @@ class TrainConfig(JsonConfig):
             raise ValueError(
                 f"TrainConfig.image_fraction must be in [0, 1] or None, got {self.image_fraction!r}"
             )
+
+
+def preview_interval(config: TrainConfig) -> int:
+    """Steps between previews: ``preview_every``, or ``checkpoint_every`` when it is None (0: never)."""
+    return config.checkpoint_every if config.preview_every is None else config.preview_every
 
 
 def lr_at(step: int, config: TrainConfig) -> float:

@@ -13,7 +13,8 @@ Output directory::
     train_config.json       the TrainConfig of the latest (re)start
     checkpoints/step_*/     see imagen_video.train.checkpoint
     stage/                  config.json + model.safetensors (EMA), loadable by cascade.stage_io.load_stage
-    previews/step_*/        one GIF per preview prompt (EMA weights, DDIM)
+    previews/step_*/        grid.png (a row per preview prompt) and one GIF per prompt (EMA weights, DDIM)
+    loss.png                loss and learning rate against step, redrawn at each checkpoint (matplotlib)
     text_cache/             caption embeddings (unless another cache directory is given)
 """
 
@@ -34,7 +35,7 @@ from imagen_video.models import VideoUNet
 from imagen_video.serialization import atomic_write_json
 from imagen_video.train import checkpoint as ckpt
 from imagen_video.train import distributed as dist_utils
-from imagen_video.train.config import DATA_ORDER_FIELDS, TrainConfig, TrainSetupError, lr_at
+from imagen_video.train.config import DATA_ORDER_FIELDS, TrainConfig, TrainSetupError, lr_at, preview_interval
 from imagen_video.train.data_stream import make_loader, open_dataset
 from imagen_video.train.ema import EMA
 from imagen_video.train.monitor import CsvLog, StopSignal, progress_bar
@@ -48,6 +49,7 @@ from imagen_video.train.state import (
 )
 from imagen_video.train.step import train_step
 from imagen_video.train.text_cache import open_run_text_cache
+from imagen_video.viz import plot_loss
 
 CHECKPOINT_FORMAT = 1
 
@@ -94,7 +96,9 @@ class _Trainer:
         self.stage, self.cfg, self.ctx = stage_cfg, train_cfg, ctx
         self.out = Path(out_dir)
         self.progress = progress
-        self.dataset = open_dataset(data_path, stage_cfg, seed=train_cfg.seed)
+        self.dataset = open_dataset(
+            data_path, stage_cfg, seed=train_cfg.seed, skip_uncaptioned=train_cfg.skip_uncaptioned
+        )
         existing = ckpt.find_latest_checkpoint(self.out / "checkpoints")
         if existing is not None and not resume:
             raise TrainSetupError(
@@ -262,6 +266,7 @@ class _Trainer:
                 keep=self.cfg.keep_checkpoints,
             )
             save_stage(self.out / "stage", self.stage, self._plain_ema(groups["ema"]))
+            plot_loss(self.out / "train_log.csv", self.out / "loss.png")
         dist_utils.barrier(self.ctx)
 
     def _plain_ema(self, ema_state: dict[str, torch.Tensor]) -> torch.nn.Module:
@@ -336,7 +341,8 @@ class _Trainer:
                     window = []
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps or stopped:
                     self.save()
-                if cfg.preview_every and self.step % cfg.preview_every == 0:
+                every = preview_interval(cfg)
+                if every and (self.step % every == 0 or self.step == cfg.max_steps):
                     self.preview()
         return stopped
 
