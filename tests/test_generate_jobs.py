@@ -98,6 +98,13 @@ def test_a_malformed_jsonl_line_is_one_error_before_any_model_loads(
     assert err[0].startswith(f"imagen-video generate: error: prompt file {str(path)!r}: {message}")
 
 
+def test_a_grid_sheet_of_jsonl_prompts_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"prompt": "a red circle"}\n', encoding="utf-8")
+    assert main(["generate", "--prompts", str(path), "-o", str(tmp_path / "sheet.png")]) == 2
+    assert "a grid sheet takes a plain-text prompt file" in capsys.readouterr().err
+
+
 def test_seed_derivation_is_pinned() -> None:
     assert jobs.video_seed(11, 0) == 11 and jobs.prompt_seed(11, 0) == 11
     assert jobs.video_seed(11, 1) == 593489610033846018

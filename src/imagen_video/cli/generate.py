@@ -120,7 +120,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--prompts",
         metavar="FILE",
-        help="one prompt per line, or JSONL (FILE.jsonl: {\"prompt\", \"seed\"?, \"num_videos\"?, \"id\"?} "
+        help='one prompt per line, or JSONL (FILE.jsonl: {"prompt", "seed"?, "num_videos"?, "id"?} '
         "per line); writes the -o directory with manifest.jsonl; runs sharded under torchrun (docs/scale.md)",
     )
     parser.add_argument(
@@ -217,6 +217,10 @@ def _prompts(args: argparse.Namespace) -> list[tuple[int | None, str]]:
     if args.prompts is not None:
         if args.prompt is not None:
             raise ValueError("give either a PROMPT or --prompts FILE, not both")
+        if str(args.prompts).endswith(".jsonl"):  # only a grid sheet gets here (see _wants_grid)
+            raise ValueError(
+                "a grid sheet takes a plain-text prompt file; --prompts FILE.jsonl writes a directory"
+            )
         return list(read_prompt_file(args.prompts))
     if args.prompt is None:
         raise ValueError("no prompt given; pass PROMPT or --prompts FILE")
