@@ -91,7 +91,9 @@ def test_create_poll_download_list_delete(cascades: dict, tmp_path: Path) -> Non
         ({"seed": 1}, "prompt"),
     ],
 )
-def test_bad_requests_are_422_with_one_message(cascades: dict, tmp_path: Path, body: dict, message: str) -> None:
+def test_bad_requests_are_422_with_one_message(
+    cascades: dict, tmp_path: Path, body: dict, message: str
+) -> None:
     client = TestClient(_app(cascades, tmp_path))
     response = client.post("/v1/videos", json=body)
     assert response.status_code == 422
@@ -123,7 +125,7 @@ def test_full_queue_is_429_with_retry_after(cascades: dict, tmp_path: Path) -> N
 
 
 def test_batched_videos_equal_videos_sampled_alone(cascades: dict, tmp_path: Path) -> None:
-    with TestClient(_app(cascades, tmp_path, batch_wait_ms=3000, max_batch=8)) as client:
+    with TestClient(_app(cascades, tmp_path, batch_wait_ms=1000, max_batch=8)) as client:
         alone = client.post("/v1/videos", json={"prompt": PROMPT, "seed": 11, "num_videos": 2, **FAST}).json()
         alone = wait_for(client, alone["id"])
         bodies = [
@@ -141,7 +143,9 @@ def test_batched_videos_equal_videos_sampled_alone(cascades: dict, tmp_path: Pat
             batched = png_frames(client.get(f"/v1/videos/{ids[1]}/content", params=params).content)
         # the same noise; the batched forwards differ from single ones only by float rounding
         assert np.abs(single.astype(int) - batched.astype(int)).max() <= 1
-    assert not np.array_equal(png_frames_of(tmp_path, alone["id"], 0), png_frames_of(tmp_path, alone["id"], 1))
+    assert not np.array_equal(
+        png_frames_of(tmp_path, alone["id"], 0), png_frames_of(tmp_path, alone["id"], 1)
+    )
 
 
 def png_frames_of(store: Path, job_id: str, index: int) -> np.ndarray:
@@ -169,7 +173,9 @@ def test_api_key_is_required_everywhere(cascades: dict, tmp_path: Path) -> None:
 
 def test_a_job_interrupted_by_a_stop_completes_once_after_restart(cascades: dict, tmp_path: Path) -> None:
     with TestClient(_app(cascades, tmp_path)) as client:
-        job = client.post("/v1/videos", json={"prompt": PROMPT, "seed": 5, "steps": 400}).json()
+        job = client.post(
+            "/v1/videos", json={"prompt": PROMPT, "seed": 5, "steps": {"base": 100, "tsr": 1, "ssr": 1}}
+        ).json()
         assert wait_for(client, job["id"], until=("in_progress",))["status"] == "in_progress"
     # leaving the client stopped the server mid-batch; the job is still in progress in the store
     store = JobStore(tmp_path)
@@ -180,4 +186,6 @@ def test_a_job_interrupted_by_a_stop_completes_once_after_restart(cascades: dict
         assert done["status"] == "completed" and done["seed"] == 5
         assert client.get(f"/v1/videos/{job['id']}/content").status_code == 200
     assert store.get(job["id"]).completions == 1
-    assert zipfile.is_zipfile(io.BytesIO((tmp_path / "videos" / job["id"] / "video_0_frames.zip").read_bytes()))
+    assert zipfile.is_zipfile(
+        io.BytesIO((tmp_path / "videos" / job["id"] / "video_0_frames.zip").read_bytes())
+    )

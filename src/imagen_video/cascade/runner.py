@@ -53,7 +53,7 @@ class CascadeStep:
     steps: int  # steps of this stage
     done: int  # steps finished over the whole run, this one included
     total: int  # steps of the whole run
-    x_hat: torch.Tensor | None = None  # (N, C, T, H, W) the step's prediction; at a stage's last step its output
+    x_hat: torch.Tensor | None = None  # (N, C, T, H, W) the step's x prediction; the output at the last step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,7 +333,8 @@ class Cascade:
                     bar.set_postfix_str(f"step {info.step + 1}/{info.steps}", refresh=False)
                     bar.update(1)
                     if callback is not None:
-                        callback(CascadeStep(stage.name, index, info.step, info.steps, done, total, info.x_hat))
+                        step = CascadeStep(stage.name, index, info.step, info.steps, done, total, info.x_hat)
+                        callback(step)
 
                 with on_device(self.models[stage.name], self.device, offload) as model:
                     previous = sample_stage(

@@ -75,7 +75,9 @@ def job_object(job: Job, batcher: Batcher) -> dict[str, Any]:
     }
 
 
-def bearer_guard(api_key: str) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
+def bearer_guard(
+    api_key: str,
+) -> Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]:
     """HTTP middleware refusing (401) any request without ``Authorization: Bearer <api_key>``; the
     comparison takes constant time (:func:`hmac.compare_digest`)."""
     expected = f"Bearer {api_key}".encode()
@@ -83,8 +85,11 @@ def bearer_guard(api_key: str) -> Callable[[Request, Callable[[Request], Awaitab
     async def guard(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         given = request.headers.get("authorization", "").encode()
         if not hmac.compare_digest(given, expected):
-            return _error(401, "missing or wrong API key: send 'Authorization: Bearer <key>'",
-                          {"WWW-Authenticate": "Bearer"})
+            return _error(
+                401,
+                "missing or wrong API key: send 'Authorization: Bearer <key>'",
+                {"WWW-Authenticate": "Bearer"},
+            )
         return await call_next(request)
 
     return guard
@@ -135,7 +140,9 @@ def create_api(batcher: Batcher) -> FastAPI:
         if job.status != "completed":
             raise APIError(409, f"video {video_id} is {job.status}; its content exists once it is completed")
         if index >= job.request["num_videos"]:
-            raise APIError(404, f"video {video_id} has {job.request['num_videos']} video(s); no index {index}")
+            raise APIError(
+                404, f"video {video_id} has {job.request['num_videos']} video(s); no index {index}"
+            )
         kind = variant or job.request["format"]
         path = store.video_path(job.id, index, kind)
         if not path.is_file():

@@ -68,7 +68,9 @@ def build_app(
     page: bool = True,
 ) -> FastAPI:
     """One app: the job API at ``/v1`` (docs at ``/docs``), ``/health`` and the page at ``/``."""
-    batcher = Batcher(store, cascades, max_batch=max_batch, batch_wait_ms=batch_wait_ms, queue_size=queue_size)
+    batcher = Batcher(
+        store, cascades, max_batch=max_batch, batch_wait_ms=batch_wait_ms, queue_size=queue_size
+    )
     app = create_api(batcher)
 
     @contextlib.asynccontextmanager

@@ -188,7 +188,9 @@ class Batcher:
         """A warning for each job whose prompt is longer than the text encoder's token length."""
         encoder = cascade.text_encoder
         flags = encoder.encode([job.request["prompt"] for job in batch], warn_truncation=False).truncated
-        message = f"the prompt is longer than the text encoder's {encoder.max_length} tokens and was truncated"
+        message = (
+            f"the prompt is longer than the text encoder's {encoder.max_length} tokens and was truncated"
+        )
         return {job.id: message for job, cut in zip(batch, flags, strict=True) if cut}
 
     def _run_chunk(self, cascade: Cascade, chunk: list[_Row], number: int, chunks: int) -> None:

@@ -133,14 +133,17 @@ class JobStore:
             rows = self._execute("SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,))
         else:
             rows = self._execute(
-                "SELECT * FROM jobs WHERE seq < (SELECT seq FROM jobs WHERE id = ?) ORDER BY seq DESC LIMIT ?",
+                "SELECT * FROM jobs WHERE seq < (SELECT seq FROM jobs WHERE id = ?) "
+                "ORDER BY seq DESC LIMIT ?",
                 (after, limit),
             )
         return [Job.from_row(row) for row in rows]
 
     def queued(self) -> list[Job]:
         """Every queued job, oldest first."""
-        return [Job.from_row(r) for r in self._execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq")]
+        return [
+            Job.from_row(r) for r in self._execute("SELECT * FROM jobs WHERE status = 'queued' ORDER BY seq")
+        ]
 
     def count(self, status: JobStatus) -> int:
         """How many jobs have ``status``."""
@@ -217,5 +220,7 @@ class JobStore:
 
     def iter_completed(self, limit: int) -> Iterator[Job]:
         """The newest ``limit`` completed jobs, newest first (the page's gallery)."""
-        rows = self._execute("SELECT * FROM jobs WHERE status = 'completed' ORDER BY seq DESC LIMIT ?", (limit,))
+        rows = self._execute(
+            "SELECT * FROM jobs WHERE status = 'completed' ORDER BY seq DESC LIMIT ?", (limit,)
+        )
         return (Job.from_row(row) for row in rows)
