@@ -42,9 +42,9 @@ def test_a_video_is_the_same_alone_and_in_a_batch() -> None:
     prompt = "a red circle moving right"
     alone = cascade.generate([prompt], generator=_generators(5), progress=False).video
     steps: list[CascadeStep] = []
-    batch = cascade.generate(
-        ["a blue square", prompt, prompt], generator=_generators(8, 5, 6), callback=steps.append, progress=False
-    ).video
+    prompts = ["a blue square", prompt, prompt]
+    generators = _generators(8, 5, 6)
+    batch = cascade.generate(prompts, generator=generators, callback=steps.append, progress=False).video
     assert torch.allclose(alone[0], batch[1], atol=1e-5)  # equal up to float rounding of batched forwards
     assert (batch[1] - batch[2]).abs().max() > 0.05  # same prompt, other seed: another video
     last = steps[-1]

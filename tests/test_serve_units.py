@@ -68,7 +68,9 @@ def test_normalize_spells_settings_per_stage_and_keys_batches() -> None:
         (["--api-key-env", "IMAGEN_VIDEO_TEST_UNSET_KEY"], "IMAGEN_VIDEO_TEST_UNSET_KEY is not set or empty"),
     ],
 )
-def test_serve_rejects_bad_arguments(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_rejects_bad_arguments(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["serve", *argv]) == 2
     assert message in capsys.readouterr().err
 
@@ -76,6 +78,7 @@ def test_serve_rejects_bad_arguments(argv: list[str], message: str, capsys: pyte
 def test_serve_warns_on_a_public_address_without_a_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["serve", "--host", "0.0.0.0", "--model", str(tmp_path / "none"), "--store", str(tmp_path)]) == 2
+    argv = ["serve", "--host", "0.0.0.0", "--model", str(tmp_path / "none"), "--store", str(tmp_path)]
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert "warning: binding 0.0.0.0 without --api-key-env" in err and "error:" in err
