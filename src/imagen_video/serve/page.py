@@ -135,13 +135,13 @@ def build_page(batcher: Batcher) -> Any:
                         label="Steps and guidance weight per stage",
                     )
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
-                status = gr.Markdown(elem_id="status")
+                status = gr.Markdown(label="status", elem_id="status")
             with gr.Column():
                 preview = gr.Video(label="Base stage (low resolution)", elem_id="preview", autoplay=True)
                 video = gr.Video(label="Video", elem_id="video", autoplay=True, loop=True)
                 downloads = gr.File(label="Downloads", file_count="multiple")
-        gallery = gr.Gallery(label="Past jobs", columns=6, elem_id="gallery")
-        model.change(lambda name: _stage_table(batcher, name), model, table)
+        gallery = gr.Gallery(label="Past jobs", columns=6, height=260, object_fit="contain")
+        model.change(lambda name: _stage_table(batcher, name), model, table, api_visibility="private")
         button.click(
             generate,
             [prompt, seed, num_videos, model, sampler, table],
@@ -149,7 +149,7 @@ def build_page(batcher: Batcher) -> Any:
             api_name="generate",
             concurrency_limit=batcher.queue_size,
         )
-        page.load(lambda: _gallery(batcher), None, gallery)
+        page.load(lambda: _gallery(batcher), None, gallery, api_visibility="private")
     return page
 
 
