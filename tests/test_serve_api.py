@@ -189,3 +189,27 @@ def test_a_job_interrupted_by_a_stop_completes_once_after_restart(cascades: dict
     assert zipfile.is_zipfile(
         io.BytesIO((tmp_path / "videos" / job["id"] / "video_0_frames.zip").read_bytes())
     )
+
+
+def test_a_job_for_a_model_no_longer_loaded_fails_and_the_worker_goes_on(
+    cascades: dict, tmp_path: Path
+) -> None:
+    stale = JobStore(tmp_path).add(
+        "video_" + "a" * 32,
+        {
+            "prompt": PROMPT,
+            "seed": 1,
+            "num_videos": 1,
+            "steps": {},
+            "guidance": {},
+            "sampler": {},
+            "format": "mp4",
+            "model": "gone",
+        },
+    )
+    with TestClient(_app(cascades, tmp_path)) as client:
+        failed = wait_for(client, stale.id)
+        fresh = wait_for(client, client.post("/v1/videos", json={"prompt": PROMPT, **FAST}).json()["id"])
+        assert client.get(f"/v1/videos/{stale.id}/content").status_code == 409
+    assert failed["status"] == "failed" and failed["error"] == "model 'gone' is not loaded; loaded: tiny"
+    assert fresh["status"] == "completed"

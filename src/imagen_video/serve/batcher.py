@@ -158,13 +158,16 @@ class Batcher:
 
     def _run(self, batch: list[Job]) -> None:
         """Sample a batch, write every job's files, then mark each job completed (or failed)."""
-        cascade = self.cascades[batch[0].request["model"]]
         rows = [_Row(job, k) for job in batch for k in range(job.request["num_videos"])]
-        self.store.start([job.id for job in batch], len(rows), self._truncation_warnings(cascade, batch))
-        for job in batch:
-            self._progress[job.id] = Progress()
         started = time.perf_counter()
         try:
+            model = batch[0].request["model"]
+            if model not in self.cascades:  # queued before a restart with other models
+                raise ValueError(f"model {model!r} is not loaded; loaded: {', '.join(self.cascades)}")
+            cascade = self.cascades[model]
+            self.store.start([job.id for job in batch], len(rows), self._truncation_warnings(cascade, batch))
+            for job in batch:
+                self._progress[job.id] = Progress()
             chunks = [rows[i : i + self.max_batch] for i in range(0, len(rows), self.max_batch)]
             for number, chunk in enumerate(chunks):
                 self._run_chunk(cascade, chunk, number, len(chunks))

@@ -117,7 +117,8 @@ def build_page(batcher: Batcher) -> Any:
             _gallery(batcher),
         )
 
-    with gr.Blocks(title="imagen-video", analytics_enabled=False) as page:
+    # Gradio copies served files into its cache; drop copies older than an hour, hourly
+    with gr.Blocks(title="imagen-video", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
         gr.Markdown("## imagen-video: text to video with a cascade of video diffusion models")
         with gr.Row():
             with gr.Column():
