@@ -97,7 +97,9 @@ def bearer_guard(
 
 def create_api(batcher: Batcher) -> FastAPI:
     """The FastAPI app serving the job API over ``batcher`` (its store and loaded cascades)."""
-    app = FastAPI(title="imagen-video serve", description="Text-to-video jobs (Imagen Video cascade)")
+    from fastapi_offline import FastAPIOffline  # the docs pages' scripts are served locally, not from a CDN
+
+    app = FastAPIOffline(title="imagen-video serve", description="Text-to-video jobs (Imagen Video cascade)")
     store = batcher.store
     configs = {name: cascade.config for name, cascade in batcher.cascades.items()}
 
