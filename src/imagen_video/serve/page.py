@@ -18,7 +18,7 @@ from fastapi import FastAPI
 
 from imagen_video.serve import requests
 from imagen_video.serve.batcher import Batcher, QueueFull
-from imagen_video.serve.store import VARIANTS, new_job_id
+from imagen_video.serve.store import VARIANTS, Job, new_job_id
 
 GALLERY_SIZE = 24
 POLL_SECONDS = 0.1
@@ -57,14 +57,48 @@ def _gallery(batcher: Batcher) -> list[tuple[str, str]]:
     return items
 
 
+def _submit(
+    batcher: Batcher, prompt: str, seed: float | None, num_videos: float, model: str, sampler: str, table: Any
+) -> Job:
+    """Queue the page's request like ``POST /v1/videos`` (ValueError or QueueFull when refused)."""
+    steps, guidance = _changed_settings(batcher, model, table)
+    body = requests.VideoRequest(
+        prompt=prompt,
+        seed=None if seed is None or seed < 0 else int(seed),
+        num_videos=int(num_videos),
+        steps=steps or None,
+        guidance=guidance or None,
+        sampler=None if sampler == "default" else sampler,
+        model=model,
+    )
+    configs = {name: cascade.config for name, cascade in batcher.cascades.items()}
+    return batcher.submit(new_job_id(), requests.normalize(body, configs))
+
+
+def _finished(batcher: Batcher, job: Job) -> tuple[Any, ...]:
+    """The page's outputs for a completed job: preview, video, downloads, a status line, the gallery."""
+    store = batcher.store
+    count = job.request["num_videos"]
+    files = [str(store.video_path(job.id, k, v)) for k in range(count) for v in VARIANTS]
+    note = f"job `{job.id}`, seed {job.request['seed']}"
+    note += f"; warning: {job.warning}" if job.warning else ""
+    preview = store.preview_path(job.id)
+    return (
+        str(preview) if preview.is_file() else None,
+        str(store.video_path(job.id, 0, "mp4")),
+        files,
+        note,
+        _gallery(batcher),
+    )
+
+
 def build_page(batcher: Batcher) -> Any:
     """The Gradio Blocks of the page over ``batcher`` (its cascades, store and queue)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
     store = batcher.store
-    configs = {name: cascade.config for name, cascade in batcher.cascades.items()}
-    models = list(configs)
+    models = list(batcher.cascades)
 
     def generate(
         prompt: str,
@@ -76,17 +110,7 @@ def build_page(batcher: Batcher) -> Any:
         progress: gr.Progress = gr.Progress(),  # noqa: B008 (Gradio's way to ask for a progress bar)
     ) -> Iterator[tuple[Any, ...]]:
         try:
-            steps, guidance = _changed_settings(batcher, model, table)
-            body = requests.VideoRequest(
-                prompt=prompt,
-                seed=None if seed is None or seed < 0 else int(seed),
-                num_videos=int(num_videos),
-                steps=steps or None,
-                guidance=guidance or None,
-                sampler=None if sampler == "default" else sampler,
-                model=model,
-            )
-            job = batcher.submit(new_job_id(), requests.normalize(body, configs))
+            job = _submit(batcher, prompt, seed, num_videos, model, sampler, table)
         except (ValueError, QueueFull) as err:
             raise gr.Error(" ".join(str(err).split())) from None
         preview_shown = False
@@ -105,17 +129,7 @@ def build_page(batcher: Batcher) -> Any:
             if current.status == "completed":
                 break
             time.sleep(POLL_SECONDS)
-        count = current.request["num_videos"]
-        files = [str(store.video_path(job.id, k, v)) for k in range(count) for v in VARIANTS]
-        note = f"job `{job.id}`, seed {current.request['seed']}"
-        note += f"; warning: {current.warning}" if current.warning else ""
-        yield (
-            str(preview) if preview.is_file() else gr.skip(),
-            str(store.video_path(job.id, 0, "mp4")),
-            files,
-            note,
-            _gallery(batcher),
-        )
+        yield _finished(batcher, current)
 
     # Gradio copies served files into its cache; drop copies older than an hour, hourly
     with gr.Blocks(title="imagen-video", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
