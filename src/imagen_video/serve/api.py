@@ -157,7 +157,7 @@ def create_api(batcher: Batcher) -> FastAPI:
     ) -> dict[str, Any]:
         if after is not None:
             find(after)
-        jobs = store.list(limit=limit + 1, after=after)
+        jobs = store.newest(limit=limit + 1, after=after)
         data = [job_object(job, batcher) for job in jobs[:limit]]
         return {
             "object": "list",

@@ -127,7 +127,7 @@ class JobStore:
         rows = self._execute("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return Job.from_row(rows[0]) if rows else None
 
-    def list(self, *, limit: int, after: str | None = None) -> list[Job]:
+    def newest(self, *, limit: int, after: str | None = None) -> list[Job]:
         """Up to ``limit`` jobs, newest first, starting after the job ``after`` (cursor pagination)."""
         if after is None:
             rows = self._execute("SELECT * FROM jobs ORDER BY seq DESC LIMIT ?", (limit,))
