@@ -26,7 +26,8 @@ VIDEO_LOADED = "id => { const v = document.querySelector(`#${id} video`); return
 
 
 @pytest.mark.skipif(
-    CHROMIUM is None, reason="no system Chromium (.ci/run installs it with apt-get; that install failed)"
+    CHROMIUM is None,
+    reason="no system Chromium: install the Debian package 'chromium' (.ci/run tries apt-get)",
 )
 def test_page_generates_a_video_offline(tmp_path: Path) -> None:
     process, url = start_server(tiny_cascade_dir(tmp_path), tmp_path / "store")
