@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 
 PROMPTS = Path(__file__).with_name("world_prompts.txt")
+POLL_S = 0.1  # each client polls its job this often (polls share the server's CPU with sampling)
 
 
 def start_server(args: argparse.Namespace, store: Path, max_batch: int) -> tuple[subprocess.Popen, str]:
@@ -68,7 +69,7 @@ def run_job(client: httpx.Client, body: dict) -> tuple[str, float]:
             return job_id, time.perf_counter() - start
         if job["status"] == "failed":
             raise SystemExit(f"job {job_id} failed: {job['error']}")
-        time.sleep(0.02)
+        time.sleep(POLL_S)
 
 
 def load(url: str, prompts: list[str], clients: int) -> dict:

@@ -39,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         default=50.0,
         metavar="MS",
-        help="how long the oldest queued job waits for others to share its batch (default 50)",
+        help="how long a batch that is not full waits for more jobs (default 50)",
     )
     parser.add_argument("--queue-size", type=int, default=64, metavar="N", help="queued jobs before 429")
     parser.add_argument("--store", metavar="DIR", help="job store (default: a per-user data directory)")

@@ -1,7 +1,9 @@
 """Dynamic batching for ``imagen-video serve``: one worker thread samples queued jobs in batches.
 
 The oldest queued job opens a batch; queued jobs with the same settings (:func:`batch_key`) join it
-until it holds ``max_batch`` videos or ``batch_wait_ms`` have passed since the oldest arrived. The
+until it holds ``max_batch`` videos or ``batch_wait_ms`` have passed since the oldest arrived or the
+worker became free, whichever is later (clients that resubmit when their video is done then share
+the next batch instead of alternating between half-full ones). The
 batch runs through :meth:`Cascade.generate` with one ``torch.Generator`` per video (video k of a job
 uses ``seed + k``), so a video does not depend on what shares its batch: batched and alone it is the
 same up to float rounding of the batched network forwards. Only this thread runs the networks, so a
@@ -80,6 +82,7 @@ class Batcher:
         self._progress: dict[str, Progress] = {}
         self._thread: threading.Thread | None = None
         self._seconds_per_video = 1.0  # running estimate for Retry-After
+        self._free_since = 0.0  # when the last batch finished (time.time())
 
     # ------------------------------------------------------------------------------------------
     # client side
@@ -129,6 +132,7 @@ class Batcher:
             batch = self._next_batch()
             if batch:
                 self._run(batch)
+                self._free_since = time.time()
 
     def _next_batch(self) -> list[Job]:
         """Wait for the oldest queued job and its compatible followers (see the module docstring)."""
@@ -139,7 +143,8 @@ class Batcher:
                     self._wake.wait()
                     continue
                 batch = self._compatible(queued)
-                remaining = queued[0].created_at + self.batch_wait - time.time()
+                opened = max(queued[0].created_at, self._free_since)
+                remaining = opened + self.batch_wait - time.time()
                 if sum(job.request["num_videos"] for job in batch) >= self.max_batch or remaining <= 0:
                     return batch
                 self._wake.wait(remaining)
