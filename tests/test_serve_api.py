@@ -17,6 +17,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from imagen_video.serve.app import build_app, load_cascades  # noqa: E402
+from imagen_video.serve.batcher import StoreBusy  # noqa: E402
 from imagen_video.serve.store import JobStore  # noqa: E402
 from serve_helpers import mp4_frames, png_frames, tiny_cascade_dir, wait_for  # noqa: E402
 from test_cascade_helpers import single_thread  # noqa: E402
@@ -214,3 +215,12 @@ def test_a_job_for_a_model_no_longer_loaded_fails_and_the_worker_goes_on(
         assert client.get(f"/v1/videos/{stale.id}/content").status_code == 409
     assert failed["status"] == "failed" and failed["error"] == "model 'gone' is not loaded; loaded: tiny"
     assert fresh["status"] == "completed"
+
+
+def test_a_second_server_cannot_take_a_store_in_use(cascades: dict, tmp_path: Path) -> None:
+    first, second = _app(cascades, tmp_path), _app(cascades, tmp_path)
+    busy = pytest.raises(StoreBusy, match="another server is using the store")
+    with TestClient(first), busy, TestClient(second):
+        pass
+    with TestClient(_app(cascades, tmp_path)) as client:  # free again once the first one stopped
+        assert client.get("/health").status_code == 200

@@ -82,3 +82,9 @@ def test_serve_warns_on_a_public_address_without_a_key(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "warning: binding 0.0.0.0 without --api-key-env" in err and "error:" in err
+
+
+def test_serve_refuses_a_busy_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with JobStore(tmp_path).server_lock():
+        assert main(["serve", "--model", str(tmp_path / "none"), "--store", str(tmp_path)]) == 2
+    assert f"another server is using the store {tmp_path}" in capsys.readouterr().err

@@ -12,8 +12,12 @@ import ipaddress
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagen_video.cli import UserError
+
+if TYPE_CHECKING:
+    from imagen_video.serve.store import JobStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,6 +75,19 @@ def _api_key(variable: str | None) -> str | None:
     return key
 
 
+def _store_free(store: JobStore) -> bool:
+    """True when no other server holds ``store`` (checked before the server starts)."""
+    from filelock import Timeout
+
+    lock = store.server_lock()
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return False
+    lock.release()
+    return True
+
+
 def _check(args: argparse.Namespace) -> None:
     from imagen_video.cascade import cli_support
 
@@ -111,8 +128,10 @@ def run(args: argparse.Namespace) -> int:
         )
     store_dir = Path(args.store) if args.store else default_store_dir()
     try:
-        cascades = load_cascades(args.model or ["demo"], device=args.device)
         store = JobStore(store_dir)
+        if not _store_free(store):
+            raise ValueError(f"another server is using the store {store_dir}; stop it or use another --store")
+        cascades = load_cascades(args.model or ["demo"], device=args.device)
     except (CascadeLoadError, ValueError, OSError) as err:
         raise UserError(str(err).strip("'\"")) from None
     app = build_app(

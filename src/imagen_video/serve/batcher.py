@@ -19,6 +19,7 @@ import shutil
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -39,6 +40,10 @@ class QueueFull(RuntimeError):
         """Store the estimate beside the message."""
         super().__init__(f"the queue is full; retry after {retry_after} s")
         self.retry_after = retry_after
+
+
+class StoreBusy(RuntimeError):
+    """Another server holds the job store (two servers would run the same queued jobs)."""
 
 
 class _Stopped(Exception):
@@ -81,6 +86,7 @@ class Batcher:
         self._stop = threading.Event()
         self._progress: dict[str, Progress] = {}
         self._thread: threading.Thread | None = None
+        self._lock: Any = None  # the store's server lock while running
         self._seconds_per_video = 1.0  # running estimate for Retry-After
         self._free_since = 0.0  # when the last batch finished (time.time())
 
@@ -110,7 +116,16 @@ class Batcher:
     # ------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Requeue jobs a crash left in progress and start the worker thread."""
+        """Take the store's server lock, requeue jobs a crash left in progress, start the worker.
+
+        Raises :class:`StoreBusy` when another server holds the store."""
+        from filelock import Timeout
+
+        self._lock = self.store.server_lock()
+        try:
+            self._lock.acquire(timeout=0)
+        except Timeout:
+            raise StoreBusy(f"another server is using the store {self.store.root}") from None
         recovered = self.store.recover()
         if recovered:
             log.info("requeued %d job(s) left in progress", recovered)
@@ -126,6 +141,9 @@ class Batcher:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -98,6 +98,13 @@ class JobStore:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript(_SCHEMA)
 
+    def server_lock(self) -> Any:
+        """The lock a server holds on the store while it runs (a :class:`filelock.FileLock`), so that a
+        second server cannot requeue the first one's jobs; the OS frees it when the process dies."""
+        from filelock import FileLock
+
+        return FileLock(self.root / "server.lock")
+
     def close(self) -> None:
         """Close the database connection."""
         with self._lock:
