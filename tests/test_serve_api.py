@@ -224,3 +224,18 @@ def test_a_second_server_cannot_take_a_store_in_use(cascades: dict, tmp_path: Pa
         pass
     with TestClient(_app(cascades, tmp_path)) as client:  # free again once the first one stopped
         assert client.get("/health").status_code == 200
+
+
+def test_several_cascades_share_one_text_encoder_and_are_chosen_by_name(
+    cascades: dict, tmp_path: Path
+) -> None:
+    first, second = tiny_cascade_dir(tmp_path / "a"), tiny_cascade_dir(tmp_path / "b")
+    with pytest.raises(ValueError, match="two models are both named 'tiny'"):
+        load_cascades([str(first), str(second)])
+    renamed = second.rename(tmp_path / "other")
+    loaded = load_cascades([str(first), str(renamed)])
+    assert list(loaded) == ["tiny", "other"]
+    assert loaded["tiny"].text_encoder is loaded["other"].text_encoder
+    with TestClient(_app(loaded, tmp_path / "store")) as client:
+        job = client.post("/v1/videos", json={"prompt": PROMPT, "model": "other", **FAST}).json()
+        assert wait_for(client, job["id"])["model"] == "other"

@@ -45,7 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="MS",
         help="how long a batch that is not full waits for more jobs (default 50)",
     )
-    parser.add_argument("--queue-size", type=int, default=64, metavar="N", help="queued jobs before 429")
+    parser.add_argument(
+        "--queue-size", type=int, default=64, metavar="N", help="queued jobs before 429 (default 64)"
+    )
     parser.add_argument("--store", metavar="DIR", help="job store (default: a per-user data directory)")
     parser.add_argument(
         "--api-key-env",
