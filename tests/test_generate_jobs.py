@@ -116,7 +116,7 @@ def test_one_generator_per_sample_draws_each_row_alone() -> None:
     batch = _random.randn((2, 5), generator=[torch.Generator().manual_seed(s) for s in seeds], device="cpu")
     for row, seed in zip(batch, seeds, strict=True):
         assert torch.equal(row, torch.randn(5, generator=torch.Generator().manual_seed(seed)))
-    with pytest.raises(ValueError, match="2 generators for a draw of shape"):
+    with pytest.raises(ValueError, match="2 per-sample generators for a draw of shape"):
         _random.rand((3,), generator=[torch.Generator()] * 2, device="cpu")
 
 

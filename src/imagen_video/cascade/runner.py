@@ -57,6 +57,7 @@ class CascadeStep:
     steps: int  # steps of this stage
     done: int  # steps finished over the whole run, this one included
     total: int  # steps of the whole run
+    x_hat: torch.Tensor | None = None  # (N, C, T, H, W) the step's x prediction; the output at the last step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -278,8 +279,8 @@ class Cascade(PipelineMixin):
         in [0, 1], grouped by prompt, at the last run stage's fps. ``overrides``: per-stage sampling
         changes; ``stages``: run only the first stages (a prefix starting at the base); ``offload``:
         keep only the running stage on the device; ``callback`` gets a :class:`CascadeStep` per step.
-        ``generator``: one for the whole batch, or one per output video (each video's noise then
-        depends on its own generator only, whatever batch it is sampled in).
+        ``generator``: one for the whole run, or one per output video (that video's noise then comes
+        from its generator alone, whatever else shares the batch).
         """
         prompts = check_prompts([prompts] if isinstance(prompts, str) else prompts)
         _check_count(num_videos_per_prompt)
@@ -358,7 +359,8 @@ class Cascade(PipelineMixin):
                     bar.set_postfix_str(f"step {info.step + 1}/{info.steps}", refresh=False)
                     bar.update(1)
                     if callback is not None:
-                        callback(CascadeStep(stage.name, index, info.step, info.steps, done, total))
+                        step = CascadeStep(stage.name, index, info.step, info.steps, done, total, info.x_hat)
+                        callback(step)
 
                 with on_device(self.models[stage.name], self.device, offload) as model:
                     previous = sample_stage(

@@ -4,8 +4,9 @@ A CPU ``torch.Generator`` with CUDA tensors is allowed: numbers are drawn on the
 and moved, so a seed gives the same numbers on every device. No global RNG is used unless
 ``generator`` is None.
 
-``generator`` may also be a sequence of generators, one per sample along dim 0: each sample's numbers
-then come from its own generator only, so a sample's noise does not depend on the batch it is in.
+``generator`` may also be a sequence of generators, one per sample (row of dim 0): row i is then
+drawn from generator i alone, so a sample's numbers do not depend on which other samples share its
+batch (a server that batches requests gives each its own seed).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
-"""One generator for the whole tensor, one per sample along dim 0, or None (the global RNG)."""
+"""One generator for the whole batch, one per sample (row of dim 0), or None (the global RNG)."""
 
 
 def _draw_device(generator: torch.Generator | None, device: torch.device | str) -> torch.device:
@@ -23,19 +24,19 @@ def _draw_device(generator: torch.Generator | None, device: torch.device | str) 
 
 
 def _draw(
-    draw: Callable[..., torch.Tensor],
+    fill: Callable[..., torch.Tensor],
     shape: Sequence[int],
     generator: Generators,
     device: torch.device | str,
     dtype: torch.dtype,
 ) -> torch.Tensor:
-    if isinstance(generator, torch.Generator) or generator is None:
-        out = draw(tuple(shape), generator=generator, device=_draw_device(generator, device), dtype=dtype)
+    shape = tuple(shape)
+    if generator is None or isinstance(generator, torch.Generator):
+        out = fill(shape, generator=generator, device=_draw_device(generator, device), dtype=dtype)
         return out.to(device)
-    generators = list(generator)
-    if not shape or len(generators) != shape[0]:
-        raise ValueError(f"{len(generators)} generators for a draw of shape {tuple(shape)}")
-    rows = [draw(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype).to(device) for g in generators]
+    if not shape or len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} per-sample generators for a draw of shape {shape}")
+    rows = [fill(shape[1:], generator=g, device=g.device, dtype=dtype).to(device) for g in generator]
     return torch.stack(rows)
 
 
