@@ -100,6 +100,7 @@ def test_prompts_file_batches_and_names_by_line(
         "0001-a-red-circle-moving-right_1.gif",
         "0002-a-blue-square-moving-up_0.gif",
         "0002-a-blue-square-moving-up_1.gif",
+        "manifest.jsonl",
     ]
     from PIL import Image
 
@@ -308,7 +309,10 @@ def test_prompt_with_surrounding_spaces_cached_by_encode_text_is_found_by_genera
     common = ["--text-cache", str(cache), "--model", str(model_dir), "--seed", "0", "--quiet"]
     code, _, stderr = _run(capsys, "generate", "--prompts", str(captions), "-o", str(tmp_path / "f"), *common)
     assert code == 0, stderr
-    assert [p.name for p in (tmp_path / "f").iterdir()] == ["0001-a-red-circle-moving-right.mp4"]
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [
+        "0001-a-red-circle-moving-right.mp4",
+        "manifest.jsonl",
+    ]
     code, _, stderr = _run(capsys, "generate", f"{PROMPT} ", "-o", str(tmp_path / "p.mp4"), *common)
     assert code == 0 and (tmp_path / "p.mp4").is_file(), stderr
 

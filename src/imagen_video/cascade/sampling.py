@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from imagen_video.cascade.config import StageConfig
+from imagen_video.diffusion._random import Generators
 from imagen_video.diffusion.augment import noise_augment
 from imagen_video.diffusion.config import GuidanceConfig, ThresholdConfig, no_guidance
 from imagen_video.diffusion.guidance import Denoise, GuidanceSchedule, guided_denoiser, threshold
@@ -282,7 +283,7 @@ def sample_stage(
     text: TextCondition,
     previous: torch.Tensor | None,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
     autocast_dtype: torch.dtype | None = None,
 ) -> torch.Tensor:

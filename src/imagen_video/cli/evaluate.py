@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from imagen_video.cascade.registry import resolve_model_dir
+    from imagen_video.cascade.sharded import join_job, leave_job
     from imagen_video.cli import UserError
     from imagen_video.metrics import MetricsConfig, build_metrics
     from imagen_video.metrics.evaluate import VideoRun, evaluate_runs, generate_runs, write_report
@@ -96,8 +97,10 @@ def run(args: argparse.Namespace) -> int:
         )
         prompts = [prompt for _, prompt in read_prompt_file(args.prompts)]
         reference = load_video_dir(args.reference) if args.reference else None
-        metrics = build_metrics(config)  # loads the networks: fail before any sampling
-        _check_reference_weights(args, config.metrics)
+        shard = join_job(device)  # one process, or every rank under torchrun (docs/scale.md)
+        metrics = build_metrics(config) if shard.is_main else []  # fail before any sampling
+        if shard.is_main:
+            _check_reference_weights(args, config.metrics)
         if args.model is not None:
             runs = generate_runs(
                 resolve_model_dir(args.model),
@@ -107,8 +110,12 @@ def run(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 device=device,
                 progress=not args.quiet,
+                shard=shard,
             )
-        else:
+        if not shard.is_main:  # sampling is sharded; rank 0 computes the metrics
+            leave_job(shard, wait=False)
+            return 0
+        if args.model is None:
             runs = [
                 VideoRun(Path(d).name, load_video_dir(d, expected=len(prompts)), {"videos": str(d)})
                 for d in args.videos
@@ -126,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     json_path, md_path = write_report(report, args.out)
     print(md_path.read_text(encoding="utf-8"), end="")
     print(f"wrote {json_path} and {md_path}")
+    leave_job(shard, wait=False)
     return 0
 
 

@@ -120,7 +120,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--prompts",
         metavar="FILE",
-        help="one prompt per line; writes one output per prompt into the -o directory, named by line number",
+        help='one prompt per line, or JSONL (FILE.jsonl: {"prompt", "seed"?, "num_videos"?, "id"?} '
+        "per line); writes the -o directory with manifest.jsonl; runs sharded under torchrun (docs/scale.md)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --prompts: make only the videos missing from the -o directory's manifest "
+        "(re-running into the same directory does the same; this flag also requires the manifest)",
     )
     parser.add_argument("--num-videos", type=int, default=1, metavar="K", help="videos per prompt")
     parser.add_argument(
@@ -138,11 +145,16 @@ def run(args: argparse.Namespace) -> int:
     """Validate every argument, load the cascade, generate in batches, write one output per video."""
     import torch
 
+    from imagen_video.cascade.jobs import per_video_generators
     from imagen_video.cli._grid import grid_sheet
     from imagen_video.cli._options import check_positive, resolve_device
     from imagen_video.cli._outputs import plan_outputs, timing_report
     from imagen_video.text import TextEncoderUnavailable
 
+    if args.prompts is not None and not _wants_grid(args):
+        from imagen_video.cli._generate_job import run_prompts_job
+
+        return run_prompts_job(args)
     started = time.perf_counter()
     try:
         prompts = _prompts(args)
@@ -164,10 +176,10 @@ def run(args: argparse.Namespace) -> int:
     texts = [prompt for _, prompt in prompts]
     cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, manifest, texts), manifest)
     seed = resolve_seed(args.seed)
-    generator = torch.Generator().manual_seed(seed)
     batches = math.ceil(len(prompts) / args.batch_size)
     for first in range(0, len(prompts), args.batch_size):
         chunk = [prompt for _, prompt in prompts[first : first + args.batch_size]]
+        generator = per_video_generators(seed, range(first, first + len(chunk)), args.num_videos)
         try:
             with warnings_as_lines("generate"):
                 output = cascade.generate(
@@ -194,12 +206,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wants_grid(args: argparse.Namespace) -> bool:
+    """True for ``--format grid`` or ``-o X.png``: one contact sheet of every video (``cli/_grid.py``)."""
+    return args.format == "grid" or (args.output is not None and Path(args.output).suffix.lower() == ".png")
+
+
 def _prompts(args: argparse.Namespace) -> list[tuple[int | None, str]]:
     from imagen_video.prompts import clean_prompt, read_prompt_file
 
     if args.prompts is not None:
         if args.prompt is not None:
             raise ValueError("give either a PROMPT or --prompts FILE, not both")
+        if str(args.prompts).endswith(".jsonl"):  # only a grid sheet gets here (see _wants_grid)
+            raise ValueError(
+                "a grid sheet takes a plain-text prompt file; --prompts FILE.jsonl writes a directory"
+            )
         return list(read_prompt_file(args.prompts))
     if args.prompt is None:
         raise ValueError("no prompt given; pass PROMPT or --prompts FILE")
