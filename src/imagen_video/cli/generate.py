@@ -33,7 +33,12 @@ GUIDANCE_HELP = (
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared with `upsample`: model, seed, per-stage sampling overrides, output and device."""
-    parser.add_argument("-o", "--output", help="output file (.mp4 .gif .webp) or PNG frame folder")
+    parser.add_argument(
+        "-o",
+        "--output",
+        help="output file (.mp4 .gif .webp; an existing file is replaced atomically, once the new one "
+        "is complete) or PNG frame folder (new, empty, or holding only frames of an earlier run)",
+    )
     parser.add_argument(
         "--model",
         help="cascade directory, or a shipped cascade: demo, demo-distilled (default: the shipped default)",
@@ -134,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from imagen_video.cascade import cli_support
+    from imagen_video.io_safety import check_outputs
     from imagen_video.text import TextEncoderUnavailable
 
     started = time.perf_counter()
@@ -147,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         plan = cli_support.plan_outputs(
             args.output, args.format, prompts, args.num_videos, batch=args.prompts is not None
         )
+        check_outputs(plan.paths, plan.format)
         cli_support.resolve_device(args.device)
     except ValueError as err:
         raise UserError(str(err)) from None

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
 
     from imagen_video.cascade import cli_support
     from imagen_video.cascade.video_input import frame_stride, read_video
+    from imagen_video.io_safety import check_outputs
     from imagen_video.text import TextEncoderUnavailable
 
     started = time.perf_counter()
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         cli_support.check_positive("--seed", args.seed, allow_zero=True)
         label = args.prompt or Path(args.video).stem
         plan = cli_support.plan_outputs(args.output, args.format, [(None, label)], 1, batch=False)
+        check_outputs(plan.paths, plan.format)
         cli_support.resolve_device(args.device)
     except ValueError as err:
         raise UserError(str(err)) from None
