@@ -121,9 +121,7 @@ def check_dir_output(path: str | os.PathLike[str], *, option: str = "--out") -> 
     return target
 
 
-def check_outputs(
-    paths: list[Path] | tuple[Path, ...], fmt: str, *, option: str = "-o"
-) -> list[Path]:
+def check_outputs(paths: list[Path] | tuple[Path, ...], fmt: str, *, option: str = "-o") -> list[Path]:
     """Preflight of every video output of a command: PNG frame folders for ``fmt == "png"``, else
     files (see :func:`check_frames_output`, :func:`check_file_output`). Returns ``paths``."""
     check = check_frames_output if fmt == "png" else check_file_output
