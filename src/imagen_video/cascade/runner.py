@@ -133,18 +133,20 @@ class Cascade:
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
         text_encoder: TextEncoder | None = None,
+        verify: bool = True,
     ) -> Cascade:
         """Load a cascade directory (``cascade.json`` + one stage folder per stage, contract 6).
 
         Raises :class:`CascadeLoadError` when ``path`` is not a cascade, or naming the stage whose
-        folder, config or weights are missing or do not match.
+        folder, config or weights are missing or do not match, or hold NaN / Inf; ``verify=False``
+        skips checking each weights file against its recorded sha256 (docs/reliability.md).
         """
         manifest = read_cascade_json(path)
         stages, models = [], {}
         for stage in manifest.config.stages:
             resolved = resolve_stage_config(path, stage)
             try:
-                state = load_stage_weights(Path(path) / stage.name, resolved)
+                state = load_stage_weights(Path(path) / stage.name, resolved, verify=verify)
                 model = build_stage_model(resolved)
                 check_weights_match(resolved, model, state)
             except StageLoadError as err:

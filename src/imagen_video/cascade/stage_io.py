@@ -1,10 +1,12 @@
 """The single place that reads and writes a stage folder (brief contract 6).
 
-A stage folder ``<cascade dir>/<stage name>/`` holds ``config.json`` (the :class:`StageConfig`) and
-``model.safetensors`` (the network's weights; the EMA weights when written by training). Both are
-written atomically; weights first, then the config, so a folder whose ``config.json`` is new always
-has the matching weights. Loading checks that every file exists and that the weights match the
-config key by key and shape by shape, and every error names the stage.
+A stage folder ``<cascade dir>/<stage name>/`` holds ``config.json`` (the :class:`StageConfig`, plus
+``weights_sha256``: the sha256 of the weights file) and ``model.safetensors`` (the network's weights;
+the EMA weights when written by training). Both are written atomically; weights first, then the
+config, so a folder whose ``config.json`` is new always has the matching weights. Loading checks
+that every file exists, that the weights file has its recorded sha256 (unless ``verify=False``), and
+that the weights match the config key by key, shape by shape and dtype by dtype, with no NaN or Inf;
+every error names the stage (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from pathlib import Path
 import torch
 
 from imagen_video.cascade.config import StageConfig
-from imagen_video.serialization import atomic_write_json, save_safetensors_atomic
+from imagen_video.integrity import IntegrityError, check_sha256_field, check_tensors, file_sha256, verify_file
+from imagen_video.serialization import MALFORMED_ERRORS, atomic_write_json, save_safetensors_atomic
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+SHA256_FIELD = "weights_sha256"
 STAGE_FORMAT = "imagen-video-stage"
 _MAX_LISTED_KEYS = 4
 
@@ -41,8 +45,30 @@ def save_stage(directory: str | os.PathLike[str], stage_cfg: StageConfig, model:
     state = model.state_dict()
     metadata = {"format": STAGE_FORMAT, "stage": stage_cfg.name}
     save_safetensors_atomic(dict(state), folder / WEIGHTS_FILE, metadata=metadata)
-    atomic_write_json(folder / CONFIG_FILE, stage_cfg.to_dict())
+    digest = file_sha256(folder / WEIGHTS_FILE)
+    atomic_write_json(folder / CONFIG_FILE, {**stage_cfg.to_dict(), SHA256_FIELD: digest})
     return folder
+
+
+def _read_config_json(path: Path, expected: str) -> dict[str, object]:
+    """The JSON object of a stage ``config.json`` (StageLoadError naming the stage otherwise)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise StageLoadError(f"stage {expected!r}: invalid {CONFIG_FILE} {str(path)!r}: {err}") from None
+    if not isinstance(data, dict):
+        raise StageLoadError(f"stage {expected!r}: {str(path)!r} must hold a JSON object")
+    return data
+
+
+def recorded_weights_sha256(directory: str | os.PathLike[str], stage_name: str) -> str | None:
+    """The ``weights_sha256`` recorded in a stage folder's ``config.json`` (None when absent)."""
+    path = Path(directory) / CONFIG_FILE
+    data = _read_config_json(path, stage_name)
+    try:
+        return check_sha256_field(data.get(SHA256_FIELD), f"{SHA256_FIELD} in {str(path)!r}")
+    except ValueError as err:
+        raise StageLoadError(f"stage {stage_name!r}: {err}") from None
 
 
 def read_stage_config(directory: str | os.PathLike[str], stage_name: str | None = None) -> StageConfig:
@@ -58,10 +84,12 @@ def read_stage_config(directory: str | os.PathLike[str], stage_name: str | None 
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise StageLoadError(f"stage {expected!r}: {str(path)!r} is missing")
+    data = _read_config_json(path, expected)
+    data.pop(SHA256_FIELD, None)
     try:
-        stage_cfg = StageConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, TypeError, KeyError) as err:
-        raise StageLoadError(f"stage {expected!r}: invalid {CONFIG_FILE}: {err}") from err
+        stage_cfg = StageConfig.from_dict(data)
+    except MALFORMED_ERRORS as err:
+        raise StageLoadError(f"stage {expected!r}: invalid {CONFIG_FILE} {str(path)!r}: {err}") from None
     if stage_name is not None and stage_cfg.name != stage_name:
         raise StageLoadError(
             f"stage {expected!r}: {str(path)!r} describes stage {stage_cfg.name!r}, not {stage_name!r}"
@@ -70,15 +98,27 @@ def read_stage_config(directory: str | os.PathLike[str], stage_name: str | None 
 
 
 def load_stage_weights(
-    directory: str | os.PathLike[str], stage_cfg: StageConfig, *, device: str | torch.device = "cpu"
+    directory: str | os.PathLike[str],
+    stage_cfg: StageConfig,
+    *,
+    device: str | torch.device = "cpu",
+    verify: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Read ``model.safetensors`` of a stage folder (StageLoadError naming the stage when missing)."""
+    """Read ``model.safetensors`` of a stage folder (StageLoadError naming the stage when missing, or,
+    with ``verify``, when its bytes do not match the sha256 recorded in ``config.json``)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(directory) / WEIGHTS_FILE
     if not path.is_file():
         raise StageLoadError(f"stage {stage_cfg.name!r}: {str(path)!r} is missing")
+    if verify:
+        try:
+            verify_file(
+                path, recorded_weights_sha256(directory, stage_cfg.name), what=f"stage {stage_cfg.name!r}"
+            )
+        except IntegrityError as err:
+            raise StageLoadError(str(err)) from None
     try:
         return load_file(str(path), device=str(device))
     except (SafetensorError, OSError) as err:
@@ -96,7 +136,7 @@ def check_weights_match(
     stage_cfg: StageConfig, model: torch.nn.Module, state: dict[str, torch.Tensor]
 ) -> None:
     """Raise StageLoadError naming the stage and the first mismatching keys unless ``state`` has
-    exactly ``model``'s keys with the same shapes."""
+    exactly ``model``'s keys with the same shapes and dtypes, and no NaN or Inf values."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -115,6 +155,10 @@ def check_weights_match(
         raise StageLoadError(
             f"stage {stage_cfg.name!r}: weights do not match its config: {'; '.join(problems)}"
         )
+    try:
+        check_tensors(state, expected, what=f"stage {stage_cfg.name!r}")
+    except IntegrityError as err:
+        raise StageLoadError(str(err)) from None
 
 
 def load_stage(
@@ -123,14 +167,15 @@ def load_stage(
     stage_name: str | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
+    verify: bool = True,
 ) -> tuple[StageConfig, torch.nn.Module]:
     """Load a stage folder: ``(StageConfig, VideoUNet)`` in eval mode on ``device`` (and ``dtype``).
 
     Raises :class:`StageLoadError` naming the stage when the folder or a file is missing, the config
-    is invalid, or the weights do not match the config.
+    is invalid, or the weights do not match the config (``verify``: nor their recorded sha256).
     """
     stage_cfg = read_stage_config(directory, stage_name)
-    state = load_stage_weights(directory, stage_cfg)
+    state = load_stage_weights(directory, stage_cfg, verify=verify)
     model = build_stage_model(stage_cfg)
     check_weights_match(stage_cfg, model, state)
     model.load_state_dict(state, strict=True)

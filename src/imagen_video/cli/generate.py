@@ -106,6 +106,12 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip checking each weights file against its recorded sha256 (a trusted large model loads "
+        "faster; dtype and NaN checks still run)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -161,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model_dir, _, _, overrides = load_plan(args)
     texts = [prompt for _, prompt in prompts]
-    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, model_dir, texts))
+    encoder = text_cache_encoder(args, model_dir, texts)
+    cascade = load_cascade(model_dir, args.device, encoder, verify=not args.no_verify)
     seed = resolve_seed(args.seed)
     generator = torch.Generator().manual_seed(seed)
     batches = math.ceil(len(prompts) / args.batch_size)
@@ -233,13 +240,15 @@ def load_plan(
     return model_dir, config, stages, overrides
 
 
-def load_cascade(model_dir: Path, device: str, text_encoder: TextEncoder | None = None) -> Cascade:
+def load_cascade(
+    model_dir: Path, device: str, text_encoder: TextEncoder | None = None, *, verify: bool = True
+) -> Cascade:
     """``Cascade.from_pretrained``, with load errors (naming the stage) as one-line user errors."""
     from imagen_video.cascade.directory import CascadeLoadError
     from imagen_video.cascade.runner import Cascade
 
     try:
-        return Cascade.from_pretrained(model_dir, device=device, text_encoder=text_encoder)
+        return Cascade.from_pretrained(model_dir, device=device, text_encoder=text_encoder, verify=verify)
     except CascadeLoadError as err:
         raise UserError(str(err)) from None
 
