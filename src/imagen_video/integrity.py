@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import torch
@@ -63,16 +63,14 @@ def check_sha256_field(value: object, where: str) -> str | None:
     return value
 
 
-def check_tensors(
-    tensors: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], *, what: str
-) -> None:
-    """Before any sampling: every tensor of ``tensors`` has the dtype of the same-named tensor of
-    ``expected`` (e.g. a freshly built model's state dict: no silent int64 or fp16 cast) and holds no
-    NaN or Inf. Raises :class:`IntegrityError` naming ``what`` and the first bad tensor."""
+def check_tensors(tensors: Mapping[str, torch.Tensor], dtypes: Collection[torch.dtype], *, what: str) -> None:
+    """Before any sampling: every tensor of ``tensors`` has one of ``dtypes`` (the dtype the weights
+    were written in: no silent cast of int64 or fp16 weights) and holds no NaN or Inf. Raises
+    :class:`IntegrityError` naming ``what`` and the first bad tensor."""
     for name, tensor in tensors.items():
-        reference = expected.get(name)
-        if reference is not None and tensor.dtype != reference.dtype:
-            raise IntegrityError(f"{what}: tensor {name!r} is {tensor.dtype}, expected {reference.dtype}")
+        if tensor.dtype not in dtypes:
+            expected = " or ".join(str(d) for d in dtypes)
+            raise IntegrityError(f"{what}: tensor {name!r} is {tensor.dtype}, expected {expected}")
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
             raise IntegrityError(f"{what}: tensor {name!r} holds {bad} NaN or infinite value(s)")

@@ -149,8 +149,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600; give final files the usual mode
         yield tmp
+        os.chmod(tmp, default_file_mode())  # mkstemp and safetensors create 0600; use the umask's mode
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, final)
@@ -161,7 +161,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def _default_file_mode() -> int:
+def default_file_mode() -> int:
+    """Mode of a new file under the process umask (0644 with the usual umask 022)."""
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask

@@ -24,6 +24,9 @@ from imagen_video.serialization import MALFORMED_ERRORS, atomic_write_json, save
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 SHA256_FIELD = "weights_sha256"
+DTYPE_FIELD = "weights_dtype"
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+"""Dtypes a stage's weights may be stored in (``config.json``'s ``weights_dtype``; float32 when absent)."""
 STAGE_FORMAT = "imagen-video-stage"
 _MAX_LISTED_KEYS = 4
 
@@ -46,7 +49,9 @@ def save_stage(directory: str | os.PathLike[str], stage_cfg: StageConfig, model:
     metadata = {"format": STAGE_FORMAT, "stage": stage_cfg.name}
     save_safetensors_atomic(dict(state), folder / WEIGHTS_FILE, metadata=metadata)
     digest = file_sha256(folder / WEIGHTS_FILE)
-    atomic_write_json(folder / CONFIG_FILE, {**stage_cfg.to_dict(), SHA256_FIELD: digest})
+    dtypes = {str(t.dtype).removeprefix("torch.") for t in state.values()}
+    record = {SHA256_FIELD: digest, **({DTYPE_FIELD: dtypes.pop()} if len(dtypes) == 1 else {})}
+    atomic_write_json(folder / CONFIG_FILE, {**stage_cfg.to_dict(), **record})
     return folder
 
 
@@ -61,14 +66,24 @@ def _read_config_json(path: Path, expected: str) -> dict[str, object]:
     return data
 
 
-def recorded_weights_sha256(directory: str | os.PathLike[str], stage_name: str) -> str | None:
-    """The ``weights_sha256`` recorded in a stage folder's ``config.json`` (None when absent)."""
+def recorded_weights(
+    directory: str | os.PathLike[str], stage_name: str
+) -> tuple[str | None, tuple[torch.dtype, ...]]:
+    """The ``weights_sha256`` (None when absent) recorded in a stage folder's ``config.json``, and the
+    dtypes its weights may have: the recorded ``weights_dtype``, or any of :data:`WEIGHT_DTYPES` in a
+    folder written before dtypes were recorded."""
     path = Path(directory) / CONFIG_FILE
     data = _read_config_json(path, stage_name)
+    dtype = data.get(DTYPE_FIELD)
+    if dtype is not None and dtype not in WEIGHT_DTYPES:
+        allowed = ", ".join(WEIGHT_DTYPES)
+        raise StageLoadError(f"stage {stage_name!r}: {DTYPE_FIELD} in {str(path)!r} must be one of {allowed}")
     try:
-        return check_sha256_field(data.get(SHA256_FIELD), f"{SHA256_FIELD} in {str(path)!r}")
+        digest = check_sha256_field(data.get(SHA256_FIELD), f"{SHA256_FIELD} in {str(path)!r}")
     except ValueError as err:
         raise StageLoadError(f"stage {stage_name!r}: {err}") from None
+    dtypes = (WEIGHT_DTYPES[str(dtype)],) if dtype is not None else tuple(WEIGHT_DTYPES.values())
+    return digest, dtypes
 
 
 def read_stage_config(directory: str | os.PathLike[str], stage_name: str | None = None) -> StageConfig:
@@ -86,6 +101,7 @@ def read_stage_config(directory: str | os.PathLike[str], stage_name: str | None 
         raise StageLoadError(f"stage {expected!r}: {str(path)!r} is missing")
     data = _read_config_json(path, expected)
     data.pop(SHA256_FIELD, None)
+    data.pop(DTYPE_FIELD, None)
     try:
         stage_cfg = StageConfig.from_dict(data)
     except MALFORMED_ERRORS as err:
@@ -104,25 +120,30 @@ def load_stage_weights(
     device: str | torch.device = "cpu",
     verify: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Read ``model.safetensors`` of a stage folder (StageLoadError naming the stage when missing, or,
-    with ``verify``, when its bytes do not match the sha256 recorded in ``config.json``)."""
+    """Read ``model.safetensors`` of a stage folder. StageLoadError naming the stage when it is missing,
+    when (with ``verify``) its bytes do not match the sha256 recorded in ``config.json``, or when a
+    tensor is not in the recorded ``weights_dtype`` or holds NaN / Inf."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(directory) / WEIGHTS_FILE
     if not path.is_file():
         raise StageLoadError(f"stage {stage_cfg.name!r}: {str(path)!r} is missing")
-    if verify:
-        try:
-            verify_file(
-                path, recorded_weights_sha256(directory, stage_cfg.name), what=f"stage {stage_cfg.name!r}"
-            )
-        except IntegrityError as err:
-            raise StageLoadError(str(err)) from None
+    what = f"stage {stage_cfg.name!r}"
+    digest, dtypes = recorded_weights(directory, stage_cfg.name)
     try:
-        return load_file(str(path), device=str(device))
+        if verify:
+            verify_file(path, digest, what=what)
+        state = load_file(str(path), device=str(device))
     except (SafetensorError, OSError) as err:
-        raise StageLoadError(f"stage {stage_cfg.name!r}: cannot read {str(path)!r}: {err}") from err
+        raise StageLoadError(f"{what}: cannot read {str(path)!r}: {err}") from err
+    except IntegrityError as err:
+        raise StageLoadError(str(err)) from None
+    try:
+        check_tensors(state, dtypes, what=what)
+    except IntegrityError as err:
+        raise StageLoadError(str(err)) from None
+    return state
 
 
 def build_stage_model(stage_cfg: StageConfig) -> torch.nn.Module:
@@ -136,7 +157,7 @@ def check_weights_match(
     stage_cfg: StageConfig, model: torch.nn.Module, state: dict[str, torch.Tensor]
 ) -> None:
     """Raise StageLoadError naming the stage and the first mismatching keys unless ``state`` has
-    exactly ``model``'s keys with the same shapes and dtypes, and no NaN or Inf values."""
+    exactly ``model``'s keys with the same shapes."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -155,10 +176,6 @@ def check_weights_match(
         raise StageLoadError(
             f"stage {stage_cfg.name!r}: weights do not match its config: {'; '.join(problems)}"
         )
-    try:
-        check_tensors(state, expected, what=f"stage {stage_cfg.name!r}")
-    except IntegrityError as err:
-        raise StageLoadError(str(err)) from None
 
 
 def load_stage(

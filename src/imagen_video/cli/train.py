@@ -91,7 +91,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Resolve the stage and configs, train, and print where the results are."""
+    """Resolve the stage and configs, train, and print where the results are; exit 128 + the signal
+    number when a signal stopped the run (after its checkpoint was written)."""
     from imagen_video.cascade.stage_io import StageLoadError
     from imagen_video.data import DatasetError
     from imagen_video.train import TrainSetupError, load_train_config, resolve_cascade, train_stage
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     except (DatasetError, TrainSetupError, StageLoadError) as err:
         raise UserError(str(err)) from None
     _report(args, result)
-    return 0
+    return 128 + result.stop_signal if result.stop_signal is not None else 0  # 143 SIGTERM, 130 SIGINT
 
 
 def _report(args: argparse.Namespace, result: TrainResult) -> None:
