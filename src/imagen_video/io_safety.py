@@ -125,7 +125,20 @@ def check_outputs(paths: list[Path] | tuple[Path, ...], fmt: str, *, option: str
     """Preflight of every video output of a command: PNG frame folders for ``fmt == "png"``, else
     files (see :func:`check_frames_output`, :func:`check_file_output`). Returns ``paths``."""
     check = check_frames_output if fmt == "png" else check_file_output
-    return [check(path, option=option) for path in paths]
+    parents: set[Path] = set()
+    for path in paths:
+        if Path(path).parent in parents:  # siblings of a checked path: only the entry itself
+            _check_entry(Path(path), fmt, option)
+        else:
+            check(path, option=option)
+            parents.add(Path(path).parent)
+    return list(paths)
+
+
+def _check_entry(path: Path, fmt: str, option: str) -> None:
+    """The path-specific part of the preflight (its parent was checked already)."""
+    if path.exists():
+        (check_frames_output if fmt == "png" else check_file_output)(path, option=option)
 
 
 def describe_os_error(err: OSError, path: str | os.PathLike[str] | None = None) -> str:

@@ -146,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
 
     from imagen_video.cascade import cli_support
     from imagen_video.io_safety import check_outputs
+    from imagen_video.limits import check_counts, check_generate_fits, check_seed
     from imagen_video.text import TextEncoderUnavailable
 
     started = time.perf_counter()
@@ -154,18 +155,33 @@ def run(args: argparse.Namespace) -> int:
         cli_support.check_positive("--num-videos", args.num_videos)
         cli_support.check_positive("--batch-size", args.batch_size)
         cli_support.check_positive("--seed", args.seed, allow_zero=True)
+        check_seed(args.seed)
+        check_counts(args.num_videos, args.scale)
         cli_support.check_positive("--scale", args.scale)
         cli_support.check_positive("--threads", args.threads)
         plan = cli_support.plan_outputs(
             args.output, args.format, prompts, args.num_videos, batch=args.prompts is not None
         )
-        check_outputs(plan.paths, plan.format)
         cli_support.resolve_device(args.device)
     except ValueError as err:
         raise UserError(str(err)) from None
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    model_dir, _, _, overrides = load_plan(args)
+    model_dir, config, _, overrides = load_plan(args)
+    try:
+        check_generate_fits(
+            config,
+            overrides,
+            num_prompts=len(prompts),
+            batch_size=args.batch_size,
+            num_videos=args.num_videos,
+            scale=args.scale,
+            offload=args.offload,
+            device=args.device,
+        )
+        check_outputs(plan.paths, plan.format)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     texts = [prompt for _, prompt in prompts]
     encoder = text_cache_encoder(args, model_dir, texts)
     cascade = load_cascade(model_dir, args.device, encoder, verify=not args.no_verify)
