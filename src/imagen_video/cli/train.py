@@ -95,9 +95,11 @@ def run(args: argparse.Namespace) -> int:
     number when a signal stopped the run (after its checkpoint was written)."""
     from imagen_video.cascade.stage_io import StageLoadError
     from imagen_video.data import DatasetError
+    from imagen_video.io_safety import check_dir_output
     from imagen_video.train import TrainSetupError, load_train_config, resolve_cascade, train_stage
 
     try:
+        check_dir_output(args.out)
         cascade = resolve_cascade(args.cascade)
         stage = cascade.stage(args.stage)
         if args.t_max is not None:
