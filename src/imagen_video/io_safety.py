@@ -154,12 +154,11 @@ def describe_os_error(err: OSError, path: str | os.PathLike[str] | None = None) 
 
 @contextlib.contextmanager
 def naming_path(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Re-raise an ``OSError`` without a file name as one naming ``path`` (the cause is kept)."""
+    """Re-raise an ``OSError`` as one naming ``path`` (the user's output rather than a temporary file
+    beside it); the errno and its cause are kept."""
     try:
         yield
     except OSError as err:
-        if err.filename is not None:
-            raise
         raise OSError(err.errno, err.strerror or str(err), os.fspath(path)) from err
 
 
