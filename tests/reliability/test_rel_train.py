@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 from rel_support import assert_one_line, child_env, run_child
-from test_train_loop import TINY, make_dataset, make_text_cache, run, tiny_config
 
 from imagen_video.cli import main
 from imagen_video.train import checkpoint as ckpt
 from imagen_video.train import loop as loop_module
+from test_train_loop import TINY, make_dataset, make_text_cache, run, tiny_config
 
 BASE = TINY.stage("base")
 
