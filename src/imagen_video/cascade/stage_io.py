@@ -75,7 +75,7 @@ def recorded_weights(
     path = Path(directory) / CONFIG_FILE
     data = _read_config_json(path, stage_name)
     dtype = data.get(DTYPE_FIELD)
-    if dtype is not None and dtype not in WEIGHT_DTYPES:
+    if dtype is not None and (not isinstance(dtype, str) or dtype not in WEIGHT_DTYPES):
         allowed = ", ".join(WEIGHT_DTYPES)
         raise StageLoadError(f"stage {stage_name!r}: {DTYPE_FIELD} in {str(path)!r} must be one of {allowed}")
     try:

@@ -284,7 +284,7 @@ def validate_index(header: Any, path: Path) -> None:
         value = header.get(field)
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**20:
             raise ValueError(f"{path}: {field!r} must be an integer in [1, 2**20], got {value!r}")
-    if header.get("storage_dtype") not in STORAGE_DTYPES:
+    if not isinstance(header.get("storage_dtype"), str) or header["storage_dtype"] not in STORAGE_DTYPES:
         raise ValueError(f"{path}: 'storage_dtype' must be one of {sorted(STORAGE_DTYPES)}")
     shards = header.get("shards")
     if not isinstance(shards, list) or not all(isinstance(n, str) and _SHARD.fullmatch(n) for n in shards):
