@@ -178,6 +178,17 @@ def _read_holder(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _wait_for_record(path: Path, seconds: float = 2.0) -> dict[str, Any] | None:
+    """The holder record of a busy lock; a holder that has just taken the lock writes it within
+    milliseconds, so wait up to ``seconds`` for it to appear."""
+    deadline = time.monotonic() + seconds
+    record = _read_holder(path)
+    while record is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        record = _read_holder(path)
+    return record
+
+
 def describe_holder(holder: dict[str, Any] | None) -> str:
     """``pid 123 on host since 2026-12-06T20:00:00Z`` (or ``an unknown process``)."""
     if holder is None:
@@ -212,7 +223,7 @@ class RunLock:
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            holder = describe_holder(_read_holder(holder_path))
+            holder = describe_holder(_wait_for_record(holder_path))
             if not self.wait:
                 raise LockedError(
                     f"{self.what} {str(self.directory)!r} is in use by {holder}; wait for it to finish "

@@ -202,3 +202,22 @@ def test_checkpoint_files_get_the_umask_mode(tmp_path: Path) -> None:
     modes = {p.name: p.stat().st_mode & 0o777 for p in path.iterdir()}
     assert modes == {"model.safetensors": 0o644, "state.json": 0o644}
     assert json.loads((path / "state.json").read_text())["files_sha256"].keys() == {"model.safetensors"}
+
+
+@pytest.mark.slow  # two training processes importing torch: about 20 s on 2 busy cores
+def test_two_trainers_started_together_one_runs_one_is_refused(
+    world: tuple[Path, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "imagen_video.cli", *_train_argv(world, out, "--max-steps", "6")]
+    children = [
+        subprocess.Popen(argv, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [(child.wait(timeout=300), child.stderr.read()) for child in children]  # type: ignore[union-attr]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    assert_one_line(refused, "run directory", "is in use by pid")
+    steps = [line.split(",")[0] for line in (out / "train_log.csv").read_text().splitlines()[1:]]
+    assert steps == ["6"]  # one run's rows only (log_every 10: a row at the last step), no duplicates
+    assert ckpt.find_latest_checkpoint(out / "checkpoints").name == "step_00000006"
