@@ -13,7 +13,7 @@ import json
 import os
 import time
 
-from imagen_video.cascade.cli_support import shipped_cascade_dir
+from imagen_video.cascade.registry import shipped_cascade_dir
 from imagen_video.cascade.stage_io import WEIGHTS_FILE
 from imagen_video.integrity import file_sha256
 from imagen_video.models.presets import paper_parameter_counts

@@ -12,7 +12,7 @@ import pytest
 import torch
 from rel_support import PROMPT, assert_one_line
 
-from imagen_video.cascade.cli_support import SHIPPED_CASCADES, shipped_cascade_dir
+from imagen_video.cascade.registry import SHIPPED_CASCADES, shipped_cascade_dir
 from imagen_video.cascade.stage_io import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -33,7 +33,20 @@ def cascade(tiny_cascade: Path, tmp_path: Path) -> Path:
 
 
 def _generate(capsys: pytest.CaptureFixture[str], model: Path, out: Path, *extra: str) -> tuple[int, str]:
-    argv = ["generate", PROMPT, "--model", str(model), "--seed", "0", "--quiet", "-o", str(out), *extra]
+    argv = [
+        "generate",
+        PROMPT,
+        "--device",
+        "cpu",
+        "--model",
+        str(model),
+        "--seed",
+        "0",
+        "--quiet",
+        "-o",
+        str(out),
+        *extra,
+    ]
     code = main(argv)
     return code, capsys.readouterr().err
 

@@ -17,7 +17,9 @@ from imagen_video.cli import main
 
 
 def _generate(capsys: pytest.CaptureFixture[str], model: Path, *extra: str) -> tuple[int, str]:
-    code = main(["generate", PROMPT, "--model", str(model), "--seed", "0", "--quiet", *extra])
+    code = main(
+        ["generate", PROMPT, "--device", "cpu", "--model", str(model), "--seed", "0", "--quiet", *extra]
+    )
     return code, capsys.readouterr().err
 
 
@@ -113,7 +115,19 @@ def _limit_file_size() -> None:
 
 def test_file_size_limit_is_one_line_and_leaves_nothing(tiny_cascade: Path, tmp_path: Path) -> None:
     out = tmp_path / "video.mp4"
-    argv = ["generate", PROMPT, "--model", str(tiny_cascade), "--seed", "0", "--quiet", "--scale", "8"]
+    argv = [
+        "generate",
+        PROMPT,
+        "--device",
+        "cpu",
+        "--model",
+        str(tiny_cascade),
+        "--seed",
+        "0",
+        "--quiet",
+        "--scale",
+        "8",
+    ]
     child = run_child(cli_code([*argv, "-o", str(out)]), preexec=_limit_file_size)
     assert child.returncode == 1, child.stderr
     assert_one_line(child.stderr, f"cannot write '{out}'", "(EFBIG)")
@@ -133,7 +147,19 @@ export._write_mp4 = write_then_get_killed
 
 def test_sigterm_during_generate_cleans_up_and_exits_143(tiny_cascade: Path, tmp_path: Path) -> None:
     out = tmp_path / "video.mp4"
-    argv = ["generate", PROMPT, "--model", str(tiny_cascade), "--seed", "0", "--quiet", "-o", str(out)]
+    argv = [
+        "generate",
+        PROMPT,
+        "--device",
+        "cpu",
+        "--model",
+        str(tiny_cascade),
+        "--seed",
+        "0",
+        "--quiet",
+        "-o",
+        str(out),
+    ]
     child = run_child(cli_code(argv, SIGTERM_DURING_WRITE))
     assert child.returncode == 143, child.stderr
     assert_one_line(child.stderr, "terminated")

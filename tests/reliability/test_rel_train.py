@@ -44,7 +44,8 @@ def finished_run(world: tuple[Path, Path], tmp_path_factory: pytest.TempPathFact
 def _train_argv(world: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
     data, cache = world
     return ["train", "--stage", "base", "--cascade", "tiny", "--data", str(data), "--out", str(out),
-            "--text-cache", str(cache), "--device", "cpu", "--no-progress", *extra]  # fmt: skip
+            "--text-cache", str(cache), "--device", "cpu", "--no-progress", "--warmup-steps", "1",
+            "--ema-decay", "0.5", *extra]  # fmt: skip
 
 
 def _damage(step_dir: Path, how: str) -> None:

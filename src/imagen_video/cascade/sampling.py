@@ -1,4 +1,4 @@
-"""Sampling one stage of the cascade (paper secs. 2.2-2.7; diffusion-math.md secs. 3b, 6-8, 12).
+"""Sampling one stage of the cascade (paper secs. 2.2-2.7; docs/math.md secs. 3b, 6-8, 12).
 
 A stage takes the text embeddings and (for SR stages) the previous stage's output, upsamples that
 input to its own shape (bilinear in space, frame repetition / blank frames in time, sec. 2.3),

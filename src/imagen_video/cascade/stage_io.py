@@ -1,4 +1,4 @@
-"""The single place that reads and writes a stage folder (brief contract 6).
+"""The single place that reads and writes a stage folder (docs/CONTRIBUTING.md, "Cascade directory").
 
 A stage folder ``<cascade dir>/<stage name>/`` holds ``config.json`` (the :class:`StageConfig`, plus
 ``weights_sha256``: the sha256 of the weights file) and ``model.safetensors`` (the network's weights;
@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
 
 from imagen_video.cascade.config import StageConfig
 from imagen_video.integrity import IntegrityError, check_sha256_field, check_tensors, file_sha256, verify_file
-from imagen_video.serialization import MALFORMED_ERRORS, atomic_write_json, save_safetensors_atomic
+from imagen_video.serialization import (
+    MALFORMED_ERRORS,
+    atomic_write,
+    atomic_write_json,
+    save_safetensors_atomic,
+)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -84,6 +90,15 @@ def recorded_weights(
         raise StageLoadError(f"stage {stage_name!r}: {err}") from None
     dtypes = (WEIGHT_DTYPES[str(dtype)],) if dtype is not None else tuple(WEIGHT_DTYPES.values())
     return digest, dtypes
+
+
+def copy_stage_folder(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Copy a stage folder's two files into ``target``, weights first, each atomically (a reader never
+    sees a config without its weights); returns ``target``."""
+    source, target = Path(source), Path(target)
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        atomic_write(target / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
+    return target
 
 
 def read_stage_config(directory: str | os.PathLike[str], stage_name: str | None = None) -> StageConfig:
