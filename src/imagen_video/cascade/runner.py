@@ -41,6 +41,7 @@ from imagen_video.cascade.stage_io import (
 )
 from imagen_video.cascade.video_input import fit_to_stage
 from imagen_video.device import resolve_device
+from imagen_video.diffusion._random import Generators
 from imagen_video.prompts import check_prompts
 from imagen_video.samplers import StepInfo
 from imagen_video.text.base import TextEncoder
@@ -56,6 +57,7 @@ class CascadeStep:
     steps: int  # steps of this stage
     done: int  # steps finished over the whole run, this one included
     total: int  # steps of the whole run
+    x_hat: torch.Tensor | None = None  # (N, C, T, H, W) the step's x prediction; the output at the last step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,7 +266,7 @@ class Cascade(PipelineMixin):
         self,
         prompts: str | Sequence[str],
         *,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         num_videos_per_prompt: int = 1,
         overrides: Mapping[str, StageOverride] | None = None,
         callback: ProgressCallback | None = None,
@@ -279,6 +281,8 @@ class Cascade(PipelineMixin):
         in [0, 1], grouped by prompt, at the last run stage's fps. ``overrides``: per-stage sampling
         changes; ``stages``: run only the first stages (a prefix starting at the base); ``offload``:
         keep only the running stage on the device; ``callback`` gets a :class:`CascadeStep` per step.
+        ``generator``: one for the whole run, or one per output video (that video's noise then comes
+        from its generator alone, whatever else shares the batch).
         """
         prompts = check_prompts([prompts] if isinstance(prompts, str) else prompts)
         _check_count(num_videos_per_prompt)
@@ -331,7 +335,7 @@ class Cascade(PipelineMixin):
         run: list[StageConfig],
         text: TextCondition,
         previous: torch.Tensor | None,
-        generator: torch.Generator | None,
+        generator: Generators,
         callback: ProgressCallback | None,
         offload: bool,
         progress: bool,
@@ -357,7 +361,8 @@ class Cascade(PipelineMixin):
                     bar.set_postfix_str(f"step {info.step + 1}/{info.steps}", refresh=False)
                     bar.update(1)
                     if callback is not None:
-                        callback(CascadeStep(stage.name, index, info.step, info.steps, done, total))
+                        step = CascadeStep(stage.name, index, info.step, info.steps, done, total, info.x_hat)
+                        callback(step)
 
                 with on_device(self.models[stage.name], self.device, offload) as model:
                     previous = sample_stage(
