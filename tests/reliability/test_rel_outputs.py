@@ -164,3 +164,11 @@ def test_sigterm_during_generate_cleans_up_and_exits_143(tiny_cascade: Path, tmp
     assert child.returncode == 143, child.stderr
     assert_one_line(child.stderr, "terminated")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_with_a_store_that_is_a_file_is_one_line(tmp_path: Path, capsys) -> None:
+    pytest.importorskip("uvicorn")
+    (tmp_path / "store").write_text("mine")
+    assert main(["serve", "--store", str(tmp_path / "store"), "--device", "cpu"]) == 2
+    assert_one_line(capsys.readouterr().err, "--store", "exists and is not a directory")
+    assert (tmp_path / "store").read_text() == "mine"
