@@ -84,8 +84,13 @@ def test_a_frame_folder_of_an_earlier_run_is_replaced(tiny_cascade: Path, tmp_pa
     out.mkdir()
     for index in range(12):  # more frames than the new video has: stale ones must go too
         (out / f"frame_{index:05d}.png").write_bytes(b"old")
-    code, err = _generate(capsys, tiny_cascade, "-o", str(out), "--format", "png")
+    old_umask = os.umask(0o022)
+    try:
+        code, err = _generate(capsys, tiny_cascade, "-o", str(out), "--format", "png")
+    finally:
+        os.umask(old_umask)
     assert code == 0, err
+    assert out.stat().st_mode & 0o777 == 0o755  # the umask's mode, not mkdtemp's 0700
     assert sorted(p.name for p in out.iterdir()) == [f"frame_{i:05d}.png" for i in range(8)]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in out.iterdir())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
