@@ -100,9 +100,7 @@ def check_frames_output(path: str | os.PathLike[str], *, option: str = "-o") -> 
                 f"{option} {text!r} is a directory holding other files than frames (e.g. {foreign[0]!r}); "
                 "give a new or empty directory"
             )
-        if not os.access(target, os.W_OK | os.X_OK):
-            raise OutputPathError(f"{option} {text!r}: cannot write in it (permission denied)")
-    check_parent(target.absolute().parent, option=option)
+    check_parent(target, option=option)  # the folder itself, or where it will be made
     return target
 
 
@@ -111,13 +109,9 @@ def check_dir_output(path: str | os.PathLike[str], *, option: str = "--out") -> 
     directory or can be created, and is writable."""
     target = Path(path)
     text = os.fspath(path)
-    if target.exists():
-        if not target.is_dir():
-            raise OutputPathError(f"{option} {text!r} exists and is not a directory")
-        if not os.access(target, os.W_OK | os.X_OK):
-            raise OutputPathError(f"{option} {text!r}: cannot write in it (permission denied)")
-        return target
-    check_parent(target.absolute().parent, option=option)
+    if target.exists() and not target.is_dir():
+        raise OutputPathError(f"{option} {text!r} exists and is not a directory")
+    check_parent(target, option=option)  # the directory itself, or where it will be made
     return target
 
 
