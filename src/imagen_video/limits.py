@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from imagen_video.cascade.config import CascadeConfig, StageConfig
 from imagen_video.cascade.sampling import StageOverride
@@ -69,14 +70,19 @@ def check_steps(steps: Mapping[str, int | None]) -> None:
             raise ValueError(f"--steps {stage}={count}: at most {MAX_STEPS} sampler steps per stage")
 
 
-def weight_bytes(stage: StageConfig) -> int:
-    """Parameter bytes of a stage's U-Net in float32, counted on the meta device (no allocation)."""
+def weight_bytes(model_dir: str | os.PathLike[str], stage: StageConfig) -> int:
+    """Bytes of a stage's weights once loaded in float32, from its weights file's size (a file stored
+    in float16 / bfloat16 doubles); 0 when the file is missing (the loader then says so)."""
     import torch
 
-    from imagen_video.models.unet import VideoUNet
+    from imagen_video.cascade.stage_io import WEIGHTS_FILE, recorded_weights
 
-    with torch.device("meta"):
-        return VideoUNet(stage.unet).num_parameters() * FLOAT_BYTES
+    path = Path(model_dir) / stage.name / WEIGHTS_FILE
+    if not path.is_file():
+        return 0
+    _, dtypes = recorded_weights(path.parent, stage.name)
+    element = dtypes[0].itemsize if len(dtypes) == 1 else torch.float32.itemsize
+    return path.stat().st_size * FLOAT_BYTES // element
 
 
 def stage_activation_bytes(stage: StageConfig, samples: int, tile: tuple[int, int] | None) -> int:
@@ -100,7 +106,7 @@ def estimate_generate_memory(
 ) -> list[StageMemory]:
     """Peak bytes per stage of generating ``samples`` videos together (batch x videos per prompt).
 
-    ``weights``: each stage's parameter bytes (:func:`weight_bytes`); every stage stays on the device
+    ``weights``: each stage's weight bytes (:func:`weight_bytes`); every stage stays on the device
     unless ``offload`` (then only the running one). ``tiles``: a stage's ``--tile`` (or its config's).
     """
     resident = 0 if offload else sum(weights[s.name] for s in config.stages)
@@ -168,6 +174,7 @@ def fit_advice(
 
 
 def check_generate_fits(
+    model_dir: str | os.PathLike[str],
     config: CascadeConfig,
     overrides: Mapping[str, StageOverride],
     *,
@@ -190,7 +197,7 @@ def check_generate_fits(
         samples=prompts_together * num_videos,
         tiles={name: o.tile for name, o in overrides.items() if o.tile is not None},
         offload=offload,
-        weights={stage.name: weight_bytes(stage) for stage in config.stages},
+        weights={stage.name: weight_bytes(model_dir, stage) for stage in config.stages},
     )
     advice = fit_advice(
         stages,

@@ -119,3 +119,18 @@ def test_steps_bound_names_the_stage() -> None:
     with pytest.raises(ValueError, match="--steps ssr=100001"):
         limits.check_steps({"base": 10, "ssr": 100_001})
     limits.check_steps({"base": StageOverride(steps=5).steps})
+
+
+def test_weight_bytes_come_from_the_files(tiny_cascade: Path) -> None:
+    from imagen_video.cascade.registry import shipped_cascade_dir
+    from imagen_video.cascade.stage_io import WEIGHTS_FILE
+
+    for stage in TINY.stages:  # float32 files: their size
+        assert (
+            limits.weight_bytes(tiny_cascade, stage)
+            == (tiny_cascade / stage.name / WEIGHTS_FILE).stat().st_size
+        )
+    distilled = shipped_cascade_dir("demo-distilled")
+    base = get_cascade_preset("demo").stage("base")  # float16 file: twice its size once loaded
+    assert limits.weight_bytes(distilled, base) == 2 * (distilled / "base" / WEIGHTS_FILE).stat().st_size
+    assert limits.weight_bytes(tiny_cascade.parent / "missing", TINY.stages[0]) == 0

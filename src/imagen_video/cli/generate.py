@@ -178,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
     model_dir, manifest, _, overrides = load_plan(args)
     try:
         check_generate_fits(
+            model_dir,
             manifest.config,
             overrides,
             num_prompts=len(prompts),
