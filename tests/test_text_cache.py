@@ -81,7 +81,7 @@ def test_build_is_incremental(encoder, tmp_path):
     assert index["shards"] == ["shard-00000.safetensors", "shard-00001.safetensors"]
     assert index["entries"][text_key("café")] == [1, 0, 0]
     on_disk = sorted(p.name for p in tmp_path.iterdir())
-    assert on_disk == sorted([INDEX_NAME, *index["shards"]])  # no temporary files left
+    assert on_disk == sorted([".lock", INDEX_NAME, *index["shards"]])  # no temporary files left
     direct = encoder.encode(TEXTS, warn_truncation=False)
     torch.testing.assert_close(cache.lookup(TEXTS).tokens, direct.tokens, rtol=0, atol=1e-6)
     again = _build(tmp_path, encoder, TEXTS[:2])

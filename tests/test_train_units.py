@@ -108,9 +108,12 @@ def test_half_written_checkpoint_is_never_found(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(ckpt, "_save_group", crash_on_second_group)
     with pytest.raises(KeyboardInterrupt):
         ckpt.write_checkpoint(root, 20, _groups(2.0), {"step": 20}, keep=3)
-    leftovers = [p.name for p in root.iterdir() if p.name.startswith(ckpt.TEMP_PREFIX)]
-    assert len(leftovers) == 1  # the half-written directory is still there ...
-    assert ckpt.find_latest_checkpoint(root).name == "step_00000010"  # ... and ignored
+    assert not any(p.name.startswith(ckpt.TEMP_PREFIX) for p in root.iterdir())  # a failed write cleans up
+    killed = root / f"{ckpt.TEMP_PREFIX}step_00000020-1"  # what a SIGKILL mid-write leaves
+    killed.mkdir()
+    (killed / "model.safetensors").write_bytes(b"partial")
+    leftovers = [killed.name]
+    assert ckpt.find_latest_checkpoint(root).name == "step_00000010"  # ... is ignored
     # a stale pointer (latest names a directory that is gone) falls back to the newest complete one
     (root / "latest").write_text("step_00000020\n")
     assert ckpt.find_latest_checkpoint(root).name == "step_00000010"

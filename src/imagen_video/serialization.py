@@ -21,6 +21,17 @@ from typing import Any, TypeVar
 
 T = TypeVar("T", bound="JsonConfig")
 
+MALFORMED_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    TypeError,
+    KeyError,
+    AttributeError,
+    IndexError,
+    OverflowError,
+    RecursionError,
+)
+"""What building a config from arbitrary JSON can raise; readers turn these into one-line errors."""
+
 
 class JsonConfig:
     """Mixin for frozen dataclass configs: lossless ``to_dict`` / ``from_dict`` / JSON round trip."""
@@ -39,8 +50,16 @@ class JsonConfig:
         if unknown:
             raise ValueError(f"{cls.__name__}: unknown field(s) {unknown}; allowed: {sorted(fields)}")
         hints = typing.get_type_hints(cls)
-        kwargs = {name: _from_plain(hints[name], value) for name, value in data.items()}
-        return cls(**kwargs)
+        kwargs = {}
+        for name, value in data.items():
+            try:
+                kwargs[name] = _from_plain(hints[name], value)
+            except MALFORMED_ERRORS as err:
+                raise ValueError(f"{cls.__name__}.{name}{_nested(err)}") from None
+        try:
+            return cls(**kwargs)
+        except (TypeError, AttributeError, OverflowError) as err:  # a value of the wrong JSON type
+            raise ValueError(f"{cls.__name__}: a field has the wrong type ({err})") from None
 
     def to_json(self, indent: int | None = 2) -> str:
         """Serialize to a JSON string."""
@@ -66,9 +85,17 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
+def _nested(err: BaseException) -> str:
+    """The rest of a field path: ``[1]: ...`` or ``.name: ...`` from an inner error, else ``: ...``."""
+    text = str(err.args[0]) if err.args else type(err).__name__
+    return text if text.startswith(("[", ".")) else f": {text}"
+
+
 def _from_plain(hint: Any, value: Any) -> Any:
     """Convert plain JSON data back to the annotated type (dataclasses, tuples, optionals)."""
     if value is None:
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            raise TypeError(f"expected a JSON object ({hint.__name__}), got null")
         return None
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
@@ -82,9 +109,13 @@ def _from_plain(hint: Any, value: Any) -> Any:
         if issubclass(hint, JsonConfig):
             return hint.from_dict(value)
         return hint(**value)
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and not isinstance(value, dict):
+        raise TypeError(f"expected a JSON object ({hint.__name__}), got {type(value).__name__}")
+    if origin in (tuple, list) and not isinstance(value, (list, tuple)):
+        raise TypeError(f"expected a JSON array, got {type(value).__name__}")
     if origin is tuple:
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_from_plain(args[0], v) for v in value)
+            return tuple(_element(args[0], i, v) for i, v in enumerate(value))
         if args:
             return tuple(_from_plain(a, v) for a, v in zip(args, value, strict=True))
         return tuple(value)
@@ -95,6 +126,14 @@ def _from_plain(hint: Any, value: Any) -> Any:
     if hint is float and isinstance(value, int):
         return float(value)
     return value
+
+
+def _element(hint: Any, index: int, value: Any) -> Any:
+    """``_from_plain`` of one array element; an error names its index (``[1]: ...``)."""
+    try:
+        return _from_plain(hint, value)
+    except MALFORMED_ERRORS as err:
+        raise ValueError(f"[{index}]{_nested(err)}") from None
 
 
 @contextlib.contextmanager
@@ -110,8 +149,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600; give final files the usual mode
         yield tmp
+        os.chmod(tmp, default_file_mode())  # mkstemp and safetensors create 0600; use the umask's mode
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, final)
@@ -122,7 +161,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def _default_file_mode() -> int:
+def default_file_mode() -> int:
+    """Mode of a new file under the process umask (0644 with the usual umask 022)."""
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask

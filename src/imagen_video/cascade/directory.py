@@ -26,7 +26,7 @@ from imagen_video.cascade.stage_io import (
     copy_stage_folder,
     read_stage_config,
 )
-from imagen_video.serialization import atomic_write_json
+from imagen_video.serialization import MALFORMED_ERRORS, atomic_write_json
 
 CASCADE_FILE = "cascade.json"
 CASCADE_FORMAT = "imagen-video-cascade"
@@ -79,16 +79,21 @@ def read_cascade_json(directory: str | os.PathLike[str]) -> CascadeManifest:
             f"{str(path)!r} has format_version {data.get('format_version')!r}; "
             f"this version reads {CASCADE_FORMAT_VERSION}"
         )
+    if not isinstance(data.get("config"), dict):
+        raise CascadeLoadError(f"{str(path)!r}: 'config' must be a JSON object")
+    identity = data.get("text_encoder_identity")
+    if identity is not None and not isinstance(identity, str):
+        raise CascadeLoadError(f"{str(path)!r}: 'text_encoder_identity' must be a string or null")
     try:
         config = CascadeConfig.from_dict(data["config"])
-    except (KeyError, TypeError, ValueError) as err:
-        raise CascadeLoadError(f"{str(path)!r}: invalid cascade config: {err}") from err
+    except MALFORMED_ERRORS as err:
+        raise CascadeLoadError(f"{str(path)!r}: invalid cascade config: {err}") from None
     if list(config.stage_names) != data.get("stage_order"):
         raise CascadeLoadError(
             f"{str(path)!r}: stage_order {data.get('stage_order')} disagrees with the config's stages "
             f"{list(config.stage_names)}"
         )
-    return CascadeManifest(config=config, text_encoder_identity=data.get("text_encoder_identity"))
+    return CascadeManifest(config=config, text_encoder_identity=identity)
 
 
 def read_cascade_config(path: str | os.PathLike[str]) -> CascadeConfig:

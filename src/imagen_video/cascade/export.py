@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from fractions import Fraction
 from pathlib import Path
@@ -110,12 +109,15 @@ def write_video(
         raise ValueError("cannot write a video with 0 frames")
     if scale > 1:
         frames = frames.repeat(scale, axis=1).repeat(scale, axis=2)
+    from imagen_video.io_safety import naming_path
+
     target = Path(path)
-    if fmt == "png":
-        return _write_png_dir(frames, target)
-    writer = {"mp4": _write_mp4, "gif": _write_gif, "webp": _write_webp}[fmt]
-    with atomic_path(target) as tmp:
-        writer(frames, tmp, float(fps))
+    with naming_path(target):
+        if fmt == "png":
+            return _write_png_dir(frames, target)
+        writer = {"mp4": _write_mp4, "gif": _write_gif, "webp": _write_webp}[fmt]
+        with atomic_path(target) as tmp:
+            writer(frames, tmp, float(fps))
     return target
 
 
@@ -180,27 +182,46 @@ def _write_webp(frames: np.ndarray, path: Path, fps: float) -> None:
 def _write_png_dir(frames: np.ndarray, target: Path) -> Path:
     """Write ``frame_00000.png ...`` into a temporary folder beside ``target``, then rename it into place.
 
-    An existing folder at ``target`` is replaced only after the new one is complete.
+    ``target`` must be new, empty, or hold only frame files of an earlier run
+    (:func:`imagen_video.io_safety.check_frames_output`); those are replaced only after the new folder
+    is complete, and removed file by file, so nothing else can ever be deleted.
     """
-    if target.exists() and not target.is_dir():
-        raise ValueError(f"PNG frame output {str(target)!r} exists and is not a directory")
+    from imagen_video.io_safety import FRAME_FILE, check_frames_output
+
+    check_frames_output(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     old: Path | None = None
     try:
         for index, image in enumerate(_pil_frames(frames)):
             image.save(tmp / f"frame_{index:05d}.png", format="PNG")
+        os.chmod(tmp, 0o777 & ~_umask())
         if target.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
             os.replace(target, old / target.name)
         os.replace(tmp, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_frames(tmp, FRAME_FILE)
         if old is not None and (old / target.name).exists() and not target.exists():
             os.replace(old / target.name, target)
         raise
     finally:
         if old is not None:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(old)
+            _remove_frames(old / target.name, FRAME_FILE)
+            _remove_frames(old, FRAME_FILE)
     return target
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove_frames(folder: Path, pattern: Any) -> None:
+    """Unlink the frame files of a folder this module made, then the folder if it is then empty."""
+    with contextlib.suppress(OSError):
+        for entry in folder.iterdir():
+            if entry.is_file() and pattern.fullmatch(entry.name):
+                entry.unlink()
+        folder.rmdir()

@@ -145,6 +145,7 @@ class Cascade(PipelineMixin):
         dtype: torch.dtype | None = None,
         text_encoder: TextEncoder | None = None,
         manifest: CascadeManifest | None = None,
+        verify: bool = True,
     ) -> Cascade:
         """Load a cascade: a shipped one by name (``"demo"``, ``"demo-distilled"``, see
         :mod:`imagen_video.cascade.registry`) or a cascade directory (``cascade.json`` + one stage
@@ -153,7 +154,8 @@ class Cascade(PipelineMixin):
 
         ``manifest``: that directory's ``cascade.json`` when the caller has read it already.
         Raises :class:`CascadeLoadError` when ``path`` is not a cascade, or naming the stage whose
-        folder, config or weights are missing or do not match.
+        folder, config or weights are missing or do not match, or hold NaN / Inf; ``verify=False``
+        skips checking each weights file against its recorded sha256 (docs/reliability.md).
         """
         path = resolve_model_dir(path)
         device = resolve_device(device)
@@ -162,7 +164,7 @@ class Cascade(PipelineMixin):
         for stage in manifest.config.stages:
             resolved = resolve_stage_config(path, stage)
             try:
-                state = load_stage_weights(Path(path) / stage.name, resolved)
+                state = load_stage_weights(Path(path) / stage.name, resolved, verify=verify)
                 model = build_stage_model(resolved)
                 check_weights_match(resolved, model, state)
             except StageLoadError as err:

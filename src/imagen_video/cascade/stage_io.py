@@ -1,10 +1,12 @@
 """The single place that reads and writes a stage folder (docs/CONTRIBUTING.md, "Cascade directory").
 
-A stage folder ``<cascade dir>/<stage name>/`` holds ``config.json`` (the :class:`StageConfig`) and
-``model.safetensors`` (the network's weights; the EMA weights when written by training). Both are
-written atomically; weights first, then the config, so a folder whose ``config.json`` is new always
-has the matching weights. Loading checks that every file exists and that the weights match the
-config key by key and shape by shape, and every error names the stage.
+A stage folder ``<cascade dir>/<stage name>/`` holds ``config.json`` (the :class:`StageConfig`, plus
+``weights_sha256``: the sha256 of the weights file) and ``model.safetensors`` (the network's weights;
+the EMA weights when written by training). Both are written atomically; weights first, then the
+config, so a folder whose ``config.json`` is new always has the matching weights. Loading checks
+that every file exists, that the weights file has its recorded sha256 (unless ``verify=False``), and
+that the weights match the config key by key, shape by shape and dtype by dtype, with no NaN or Inf;
+every error names the stage (docs/reliability.md).
 """
 
 from __future__ import annotations
@@ -17,10 +19,20 @@ from pathlib import Path
 import torch
 
 from imagen_video.cascade.config import StageConfig
-from imagen_video.serialization import atomic_write, atomic_write_json, save_safetensors_atomic
+from imagen_video.integrity import IntegrityError, check_sha256_field, check_tensors, file_sha256, verify_file
+from imagen_video.serialization import (
+    MALFORMED_ERRORS,
+    atomic_write,
+    atomic_write_json,
+    save_safetensors_atomic,
+)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+SHA256_FIELD = "weights_sha256"
+DTYPE_FIELD = "weights_dtype"
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+"""Dtypes a stage's weights may be stored in (``config.json``'s ``weights_dtype``; float32 when absent)."""
 STAGE_FORMAT = "imagen-video-stage"
 _MAX_LISTED_KEYS = 4
 
@@ -42,8 +54,42 @@ def save_stage(directory: str | os.PathLike[str], stage_cfg: StageConfig, model:
     state = model.state_dict()
     metadata = {"format": STAGE_FORMAT, "stage": stage_cfg.name}
     save_safetensors_atomic(dict(state), folder / WEIGHTS_FILE, metadata=metadata)
-    atomic_write_json(folder / CONFIG_FILE, stage_cfg.to_dict())
+    digest = file_sha256(folder / WEIGHTS_FILE)
+    dtypes = {str(t.dtype).removeprefix("torch.") for t in state.values()}
+    record = {SHA256_FIELD: digest, **({DTYPE_FIELD: dtypes.pop()} if len(dtypes) == 1 else {})}
+    atomic_write_json(folder / CONFIG_FILE, {**stage_cfg.to_dict(), **record})
     return folder
+
+
+def _read_config_json(path: Path, expected: str) -> dict[str, object]:
+    """The JSON object of a stage ``config.json`` (StageLoadError naming the stage otherwise)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise StageLoadError(f"stage {expected!r}: invalid {CONFIG_FILE} {str(path)!r}: {err}") from None
+    if not isinstance(data, dict):
+        raise StageLoadError(f"stage {expected!r}: {str(path)!r} must hold a JSON object")
+    return data
+
+
+def recorded_weights(
+    directory: str | os.PathLike[str], stage_name: str
+) -> tuple[str | None, tuple[torch.dtype, ...]]:
+    """The ``weights_sha256`` (None when absent) recorded in a stage folder's ``config.json``, and the
+    dtypes its weights may have: the recorded ``weights_dtype``, or any of :data:`WEIGHT_DTYPES` in a
+    folder written before dtypes were recorded."""
+    path = Path(directory) / CONFIG_FILE
+    data = _read_config_json(path, stage_name)
+    dtype = data.get(DTYPE_FIELD)
+    if dtype is not None and (not isinstance(dtype, str) or dtype not in WEIGHT_DTYPES):
+        allowed = ", ".join(WEIGHT_DTYPES)
+        raise StageLoadError(f"stage {stage_name!r}: {DTYPE_FIELD} in {str(path)!r} must be one of {allowed}")
+    try:
+        digest = check_sha256_field(data.get(SHA256_FIELD), f"{SHA256_FIELD} in {str(path)!r}")
+    except ValueError as err:
+        raise StageLoadError(f"stage {stage_name!r}: {err}") from None
+    dtypes = (WEIGHT_DTYPES[str(dtype)],) if dtype is not None else tuple(WEIGHT_DTYPES.values())
+    return digest, dtypes
 
 
 def copy_stage_folder(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
@@ -68,10 +114,13 @@ def read_stage_config(directory: str | os.PathLike[str], stage_name: str | None 
     path = folder / CONFIG_FILE
     if not path.is_file():
         raise StageLoadError(f"stage {expected!r}: {str(path)!r} is missing")
+    data = _read_config_json(path, expected)
+    data.pop(SHA256_FIELD, None)
+    data.pop(DTYPE_FIELD, None)
     try:
-        stage_cfg = StageConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except (ValueError, TypeError, KeyError) as err:
-        raise StageLoadError(f"stage {expected!r}: invalid {CONFIG_FILE}: {err}") from err
+        stage_cfg = StageConfig.from_dict(data)
+    except MALFORMED_ERRORS as err:
+        raise StageLoadError(f"stage {expected!r}: invalid {CONFIG_FILE} {str(path)!r}: {err}") from None
     if stage_name is not None and stage_cfg.name != stage_name:
         raise StageLoadError(
             f"stage {expected!r}: {str(path)!r} describes stage {stage_cfg.name!r}, not {stage_name!r}"
@@ -80,19 +129,36 @@ def read_stage_config(directory: str | os.PathLike[str], stage_name: str | None 
 
 
 def load_stage_weights(
-    directory: str | os.PathLike[str], stage_cfg: StageConfig, *, device: str | torch.device = "cpu"
+    directory: str | os.PathLike[str],
+    stage_cfg: StageConfig,
+    *,
+    device: str | torch.device = "cpu",
+    verify: bool = True,
 ) -> dict[str, torch.Tensor]:
-    """Read ``model.safetensors`` of a stage folder (StageLoadError naming the stage when missing)."""
+    """Read ``model.safetensors`` of a stage folder. StageLoadError naming the stage when it is missing,
+    when (with ``verify``) its bytes do not match the sha256 recorded in ``config.json``, or when a
+    tensor is not in the recorded ``weights_dtype`` or holds NaN / Inf."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = Path(directory) / WEIGHTS_FILE
     if not path.is_file():
         raise StageLoadError(f"stage {stage_cfg.name!r}: {str(path)!r} is missing")
+    what = f"stage {stage_cfg.name!r}"
+    digest, dtypes = recorded_weights(directory, stage_cfg.name)
     try:
-        return load_file(str(path), device=str(device))
+        if verify:
+            verify_file(path, digest, what=what)
+        state = load_file(str(path), device=str(device))
     except (SafetensorError, OSError) as err:
-        raise StageLoadError(f"stage {stage_cfg.name!r}: cannot read {str(path)!r}: {err}") from err
+        raise StageLoadError(f"{what}: cannot read {str(path)!r}: {err}") from err
+    except IntegrityError as err:
+        raise StageLoadError(str(err)) from None
+    try:
+        check_tensors(state, dtypes, what=what)
+    except IntegrityError as err:
+        raise StageLoadError(str(err)) from None
+    return state
 
 
 def build_stage_model(stage_cfg: StageConfig) -> torch.nn.Module:
@@ -133,14 +199,15 @@ def load_stage(
     stage_name: str | None = None,
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
+    verify: bool = True,
 ) -> tuple[StageConfig, torch.nn.Module]:
     """Load a stage folder: ``(StageConfig, VideoUNet)`` in eval mode on ``device`` (and ``dtype``).
 
     Raises :class:`StageLoadError` naming the stage when the folder or a file is missing, the config
-    is invalid, or the weights do not match the config.
+    is invalid, or the weights do not match the config (``verify``: nor their recorded sha256).
     """
     stage_cfg = read_stage_config(directory, stage_name)
-    state = load_stage_weights(directory, stage_cfg)
+    state = load_stage_weights(directory, stage_cfg, verify=verify)
     model = build_stage_model(stage_cfg)
     check_weights_match(stage_cfg, model, state)
     model.load_state_dict(state, strict=True)

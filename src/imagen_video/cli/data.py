@@ -75,10 +75,12 @@ def _register_synth(actions: argparse._SubParsersAction) -> None:
 def run_synth(args: argparse.Namespace) -> int:
     """Run ``data synth``: validate the arguments, render, write the dataset."""
     from imagen_video.cli import UserError
+    from imagen_video.io_safety import check_dir_output
     from imagen_video.world.spec import load_holdout
     from imagen_video.world.synth import SynthConfig, synthesize
 
     try:
+        check_dir_output(args.out)
         holdout = load_holdout(args.holdout) if args.holdout else ()
         config = SynthConfig(
             num_videos=args.num,

@@ -56,6 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read captions, load the encoder, extend the cache and print what was done."""
+    from imagen_video.io_safety import check_dir_output
     from imagen_video.prompts import read_prompt_file
     from imagen_video.text import (
         EmbeddingCache,
@@ -65,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     try:
+        check_dir_output(args.out)
         if args.captions is not None:
             captions = [prompt for _, prompt in read_prompt_file(args.captions)]
         else:

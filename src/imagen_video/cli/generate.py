@@ -33,7 +33,12 @@ GUIDANCE_HELP = (
 
 def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared with `upsample`: model, seed, per-stage sampling overrides, output and device."""
-    parser.add_argument("-o", "--output", help="output file (.mp4 .gif .webp) or PNG frame folder")
+    parser.add_argument(
+        "-o",
+        "--output",
+        help="output file (.mp4 .gif .webp; an existing file is replaced atomically, once the new one "
+        "is complete) or PNG frame folder (new, empty, or holding only frames of an earlier run)",
+    )
     parser.add_argument(
         "--model",
         help="cascade directory, or a shipped cascade: demo, demo-distilled (default: the shipped default)",
@@ -106,6 +111,12 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         help="CPU threads for torch (default: torch's choice; 1 is faster on a busy machine)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip checking each weights file against its recorded sha256 (a trusted large model loads "
+        "faster; dtype and NaN checks still run)",
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -149,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     from imagen_video.cli._grid import grid_sheet
     from imagen_video.cli._options import check_positive, resolve_device
     from imagen_video.cli._outputs import plan_outputs, timing_report
+    from imagen_video.io_safety import check_file_output, check_outputs
+    from imagen_video.limits import check_counts, check_generate_fits, check_seed
     from imagen_video.text import TextEncoderUnavailable
 
     if args.prompts is not None and not _wants_grid(args):
@@ -161,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         check_positive("--num-videos", args.num_videos)
         check_positive("--batch-size", args.batch_size)
         check_positive("--seed", args.seed, allow_zero=True)
+        check_seed(args.seed)
+        check_counts(args.num_videos, args.scale)
         check_positive("--scale", args.scale)
         check_positive("--threads", args.threads)
         grid = grid_sheet(args.output, args.format, prompts)
@@ -173,8 +188,27 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     model_dir, manifest, _, overrides = load_plan(args)
+    try:
+        check_generate_fits(
+            model_dir,
+            manifest.config,
+            overrides,
+            num_prompts=len(prompts),
+            batch_size=args.batch_size,
+            num_videos=args.num_videos,
+            scale=args.scale,
+            offload=args.offload,
+            device=args.device,
+        )
+        if grid is None:
+            check_outputs(plan.paths, plan.format)
+        else:
+            check_file_output(grid.path)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     texts = [prompt for _, prompt in prompts]
-    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, manifest, texts), manifest)
+    encoder = text_cache_encoder(args, manifest, texts)
+    cascade = load_cascade(model_dir, args.device, encoder, manifest, verify=not args.no_verify)
     seed = resolve_seed(args.seed)
     batches = math.ceil(len(prompts) / args.batch_size)
     for first in range(0, len(prompts), args.batch_size):
@@ -268,14 +302,18 @@ def load_cascade(
     device: str,
     text_encoder: TextEncoder | None = None,
     manifest: CascadeManifest | None = None,
+    *,
+    verify: bool = True,
 ) -> Cascade:
     """``Cascade.from_pretrained`` (given the ``cascade.json`` :func:`load_plan` read), with load
-    errors (naming the stage) as one-line user errors."""
+    errors (naming the stage) as one-line user errors; ``verify=False`` skips the weights' sha256."""
     from imagen_video.cascade.directory import CascadeLoadError
     from imagen_video.cascade.runner import Cascade
 
     try:
-        return Cascade.from_pretrained(model_dir, device=device, text_encoder=text_encoder, manifest=manifest)
+        return Cascade.from_pretrained(
+            model_dir, device=device, text_encoder=text_encoder, manifest=manifest, verify=verify
+        )
     except CascadeLoadError as err:
         raise UserError(str(err)) from None
 

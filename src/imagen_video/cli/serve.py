@@ -132,8 +132,11 @@ def run(args: argparse.Namespace) -> int:
             "this address can use the server",
             file=sys.stderr,
         )
+    from imagen_video.io_safety import check_dir_output
+
     store_dir = Path(args.store) if args.store else default_store_dir()
     try:
+        check_dir_output(store_dir, option="--store")
         store = JobStore(store_dir)
         if not _store_free(store):
             raise ValueError(f"another server is using the store {store_dir}; stop it or use another --store")

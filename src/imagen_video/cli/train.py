@@ -98,13 +98,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Resolve the stage and configs, train, and print where the results are."""
+    """Resolve the stage and configs, train, and print where the results are; exit 128 + the signal
+    number when a signal stopped the run (after its checkpoint was written)."""
     from imagen_video.cascade.stage_io import StageLoadError
     from imagen_video.cli._train_knobs import knob_overrides
     from imagen_video.data import DatasetError
+    from imagen_video.io_safety import check_dir_output
     from imagen_video.train import TrainSetupError, load_train_config, resolve_cascade, train_stage
 
     try:
+        check_dir_output(args.out)
         cascade = resolve_cascade(args.cascade)
         stage = cascade.stage(args.stage)
         if args.t_max is not None:
@@ -138,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
     except (DatasetError, TrainSetupError, StageLoadError) as err:
         raise UserError(str(err)) from None
     _report(args, result)
-    return 0
+    return 128 + result.stop_signal if result.stop_signal is not None else 0  # 143 SIGTERM, 130 SIGINT
 
 
 def _advise(args: argparse.Namespace, stage: StageConfig, config: TrainConfig) -> None:

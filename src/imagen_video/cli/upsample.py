@@ -57,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from imagen_video.cli._grid import grid_sheet
     from imagen_video.cli._options import check_positive, resolve_device
     from imagen_video.cli._outputs import plan_outputs, timing_report
+    from imagen_video.io_safety import check_file_output, check_outputs
     from imagen_video.prompts import clean_prompt
     from imagen_video.text import TextEncoderUnavailable
 
@@ -72,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         grid = grid_sheet(args.output, args.format, [(None, label)])
         if grid is None:
             plan = plan_outputs(args.output, args.format, [(None, label)], 1, batch=False)
+            check_outputs(plan.paths, plan.format)
+        else:
+            check_file_output(grid.path)
         args.device = resolve_device(args.device)
     except ValueError as err:
         raise UserError(str(err)) from None
@@ -86,7 +90,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UserError(str(err)) from None
     texts = [prompt] if prompt is not None else []
-    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, manifest, texts), manifest)
+    encoder = text_cache_encoder(args, manifest, texts)
+    cascade = load_cascade(model_dir, args.device, encoder, manifest, verify=not args.no_verify)
     seed = resolve_seed(args.seed)
     try:
         with warnings_as_lines("upsample"):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -121,12 +122,14 @@ def _record_from_entry(entry: Any, base: Path, where: str, default_fps: float | 
     if entry["kind"] not in KINDS:
         raise DatasetError(f"{where}: kind {entry['kind']!r} not in {KINDS}")
     fps = entry.get("fps")
-    if fps is not None and (isinstance(fps, bool) or not isinstance(fps, (int, float)) or fps <= 0):
+    if fps is not None and (
+        isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < float("inf")
+    ):
         raise DatasetError(f"{where}: 'fps' must be a positive number, got {fps!r}")
     attributes = entry.get("attributes", {})
     if not isinstance(attributes, dict):
         raise DatasetError(f"{where}: 'attributes' must be an object, got {type(attributes).__name__}")
-    media = (base / entry["media"]).resolve()
+    media = _media_path(base, entry["media"], where)
     if not media.exists():
         raise DatasetError(f"{where}: media file does not exist: {media}")
     fps = float(fps) if fps is not None else None
@@ -137,6 +140,20 @@ def _record_from_entry(entry: Any, base: Path, where: str, default_fps: float | 
         _resolve_fps(media, entry["kind"], fps, default_fps, where),
         attributes,
     )
+
+
+def _media_path(base: Path, relative: str, where: str) -> Path:
+    """The resolved media path of a manifest entry (absolute, or relative to the dataset root ``base``).
+    A relative path may not leave ``base`` (checked on the path as written, so media symlinked from
+    elsewhere still load)."""
+    if not relative or "\x00" in relative:
+        raise DatasetError(f"{where}: 'media' must be a non-empty path, got {relative!r}")
+    if not Path(relative).is_absolute() and os.path.normpath(relative).split(os.sep)[0] == os.pardir:
+        raise DatasetError(f"{where}: media path {relative!r} leaves the dataset root {base}")
+    try:
+        return (base / relative).resolve()
+    except (OSError, RuntimeError) as err:
+        raise DatasetError(f"{where}: cannot resolve media path {relative!r}: {err}") from None
 
 
 def _read_caption_folder(

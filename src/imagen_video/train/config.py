@@ -101,6 +101,8 @@ class TrainConfig(JsonConfig):
                 continue
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
+        if self.seed >= 2**62:  # seeds of every rank's generator (seed + 1_000_003 * (rank + 1)) stay < 2**64
+            raise ValueError(f"TrainConfig.seed must be < 2**62, got {self.seed!r}")
         if not self.lr > 0:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
         if len(self.adam_betas) != 2 or not all(0.0 <= b < 1.0 for b in self.adam_betas):
@@ -151,11 +153,29 @@ def tiny_train_config() -> TrainConfig:
 
 def load_train_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """TrainConfig from a JSON file (or the defaults), with the non-None ``overrides`` applied."""
-    config = (
-        TrainConfig.from_json(Path(path).read_text(encoding="utf-8")) if path is not None else TrainConfig()
-    )
+    config = read_train_config(path) if path is not None else TrainConfig()
     changes = {k: v for k, v in overrides.items() if v is not None}
     return config.replace(**changes) if changes else config
+
+
+def read_train_config(path: str | Path) -> TrainConfig:
+    """A TrainConfig JSON file; ValueError with one line naming the file and the field when it is not
+    valid JSON, not an object, or a field is unknown, of the wrong type or out of range."""
+    import json
+
+    from imagen_video.serialization import MALFORMED_ERRORS
+
+    source = Path(path)
+    try:
+        data = json.loads(source.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"--config {str(source)!r} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {str(source)!r} must hold a JSON object, got {type(data).__name__}")
+    try:
+        return TrainConfig.from_dict(data)
+    except MALFORMED_ERRORS as err:
+        raise ValueError(f"--config {str(source)!r}: {err}") from None
 
 
 def resolve_cascade(spec: str) -> Any:

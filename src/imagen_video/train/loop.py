@@ -20,6 +20,7 @@ Output directory::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -40,6 +41,7 @@ from imagen_video.train.data_stream import make_loader, open_dataset
 from imagen_video.train.ema import EMA
 from imagen_video.train.monitor import CsvLog, StopSignal, progress_bar
 from imagen_video.train.preview import sample_preview, write_previews
+from imagen_video.train.resume import load_newest_valid
 from imagen_video.train.state import (
     capture_rng,
     load_weights_groups,
@@ -75,6 +77,8 @@ class TrainResult:
     weights_digest: str | None = None
     """sha256 of this rank's final weights (``weights_digest=True``, not under FSDP): equal on all
     ranks of a DDP run."""
+    stop_signal: int | None = None
+    """The signal number that stopped the run (SIGTERM 15, SIGINT 2), None when it ran to the end."""
 
 
 class _Trainer:
@@ -99,6 +103,7 @@ class _Trainer:
         self.dataset = open_dataset(
             data_path, stage_cfg, seed=train_cfg.seed, skip_uncaptioned=train_cfg.skip_uncaptioned
         )
+        self._sweep()
         existing = ckpt.find_latest_checkpoint(self.out / "checkpoints")
         if existing is not None and not resume:
             raise TrainSetupError(
@@ -182,21 +187,28 @@ class _Trainer:
     # ---- checkpoints --------------------------------------------------------------------------
 
     def restore(self) -> None:
-        """Continue from the newest complete checkpoint (half-written temp directories are removed)."""
+        """Continue from the newest checkpoint that verifies (a damaged newer one is skipped with a
+        warning, :func:`imagen_video.train.resume.load_newest_valid`)."""
         root = self.out / "checkpoints"
-        if self.ctx.is_main:
-            ckpt.clear_incomplete(root)
-        dist_utils.barrier(self.ctx)
-        latest = ckpt.open_latest_checkpoint(root, report=self.ctx.is_main)
-        if latest is None:
-            return
-        path, groups, state = latest
+        path = load_newest_valid(root, self._load_checkpoint, verbose=self.ctx.is_main)
+        if path is None and self.ctx.is_main:
+            print(f"no checkpoint in {root}; starting from step 0", file=sys.stderr)
+
+    def _load_checkpoint(self, path: Path, groups: dict[str, Any], state: dict[str, Any]) -> None:
+        """Load a read checkpoint into the model, EMA, optimiser, RNGs and counters."""
         self._check_compatible(path, state)
         load_weights_groups(self.model, self.ema, self.optimizer, groups, state, sharded=self.sharded)
         self._restore_rng(groups["rng"], state)
         self.step, self.micro_batches = int(state["step"]), int(state["micro_batches"])
         self.skipped_steps = int(state["skipped_steps"])
         self.last_checkpoint = path
+
+    def _sweep(self) -> None:
+        """Remove what a killed run left in ``checkpoints/`` (the run directory is locked, so no
+        other trainer is writing there)."""
+        if self.ctx.is_main:
+            ckpt.clear_incomplete(self.out / "checkpoints")
+        dist_utils.barrier(self.ctx)
 
     def _check_compatible(self, path: Path, state: dict[str, Any]) -> None:
         """Refuse a checkpoint of another network; say when the training draws or the data order of
@@ -442,25 +454,41 @@ def train_stage(
     checkpoint to resume).
     See the module docstring for the outputs.
     """
+    from imagen_video.io_safety import LockedError
+
     ctx = dist_utils.init_distributed(device)
     try:
-        text = {"encoder": text_encoder, "max_length": text_max_length, "cache_dir": text_cache}
-        trainer = _Trainer(
-            stage_cfg,
-            train_cfg,
-            data_path,
-            out_dir,
-            ctx,
-            resume=resume,
-            text=text,
-            progress=progress,
-            init_from=init_from,
-        )
-        start = trainer.step
-        if ctx.is_main:
-            atomic_write_json(trainer.out / "train_config.json", train_cfg.to_dict())
-        with StopSignal().installed() as stop:
-            interrupted = trainer.run(stop) if trainer.step < train_cfg.max_steps else False
-        return trainer.result(start, interrupted, weights_digest=weights_digest)
+        with _run_lock(out_dir, ctx):
+            text = {"encoder": text_encoder, "max_length": text_max_length, "cache_dir": text_cache}
+            trainer = _Trainer(
+                stage_cfg,
+                train_cfg,
+                data_path,
+                out_dir,
+                ctx,
+                resume=resume,
+                text=text,
+                progress=progress,
+                init_from=init_from,
+            )
+            start = trainer.step
+            if ctx.is_main:
+                atomic_write_json(trainer.out / "train_config.json", train_cfg.to_dict())
+            with StopSignal().installed() as stop:
+                interrupted = trainer.run(stop) if trainer.step < train_cfg.max_steps else False
+            result = trainer.result(start, interrupted, weights_digest=weights_digest)
+            return dataclasses.replace(result, stop_signal=stop.signum if interrupted else None)
+    except LockedError as err:
+        raise TrainSetupError(str(err)) from None
     finally:
         dist_utils.shutdown_distributed(ctx)
+
+
+def _run_lock(out_dir: str | Path, ctx: dist_utils.DistContext) -> contextlib.AbstractContextManager[Any]:
+    """The exclusive lock on the run directory, held by rank 0 for the whole run: a second trainer
+    on the same directory is refused at once, naming the holder (docs/reliability.md)."""
+    from imagen_video.io_safety import RunLock
+
+    if not ctx.is_main:
+        return contextlib.nullcontext()
+    return RunLock(out_dir, wait=False, what="run directory")
