@@ -82,6 +82,8 @@ def _check(args: argparse.Namespace) -> tuple[list[PromptLine], Path, str]:
 
     from imagen_video.cascade import jobs
     from imagen_video.cli._options import check_positive, resolve_device
+    from imagen_video.io_safety import check_dir_output
+    from imagen_video.limits import check_counts, check_seed
 
     try:
         if args.prompt is not None:
@@ -90,13 +92,16 @@ def _check(args: argparse.Namespace) -> tuple[list[PromptLine], Path, str]:
         for name in ("num_videos", "batch_size", "scale", "threads"):
             check_positive(f"--{name.replace('_', '-')}", getattr(args, name))
         check_positive("--seed", args.seed, allow_zero=True)
+        check_seed(args.seed)
+        check_counts(args.num_videos, args.scale)
         if args.output is not None and Path(args.output).suffix and not args.output.endswith(("/", os.sep)):
             raise ValueError(f"with --prompts, -o names a directory; got {args.output!r}")
+        out = check_dir_output(args.output if args.output is not None else "videos", option="-o")
         if args.device != "auto":
             resolve_device(args.device)
     except ValueError as err:
         raise UserError(str(err)) from None
-    return lines, Path(args.output if args.output is not None else "videos"), args.format or "mp4"
+    return lines, out, args.format or "mp4"
 
 
 def _plan(args: argparse.Namespace, shard: Shard, lines: list[PromptLine], out: Path, fmt: str) -> JobPlan:
@@ -106,6 +111,7 @@ def _plan(args: argparse.Namespace, shard: Shard, lines: list[PromptLine], out: 
     from imagen_video.cli.generate import load_plan
 
     model_dir, cascade_json, _, overrides = load_plan(args)
+    _check_fits(args, model_dir, cascade_json.config, overrides, len(lines))
     settings = _settings(model_dir, cascade_json.config, overrides, fmt, args.scale)
     seed = sharded.from_main(_run_seed(args.seed, out) if shard.is_main else 0, shard)
     try:
@@ -117,6 +123,27 @@ def _plan(args: argparse.Namespace, shard: Shard, lines: list[PromptLine], out: 
     done = sharded.from_main(_done_ids(planned, out, settings) if shard.is_main else set(), shard)
     units = jobs.batches(planned, args.batch_size)
     return JobPlan(out, fmt, seed, model_dir, cascade_json, overrides, settings, planned, units, done)
+
+
+def _check_fits(args: argparse.Namespace, model_dir: Path, config: Any, overrides: Any, prompts: int) -> None:
+    """Refuse, before any model loads, a batch that cannot fit on this rank's device
+    (:func:`imagen_video.limits.check_generate_fits`)."""
+    from imagen_video.limits import check_generate_fits
+
+    try:
+        check_generate_fits(
+            model_dir,
+            config,
+            overrides,
+            num_prompts=prompts,
+            batch_size=args.batch_size,
+            num_videos=args.num_videos,
+            scale=args.scale,
+            offload=args.offload,
+            device=args.device,
+        )
+    except ValueError as err:
+        raise UserError(str(err)) from None
 
 
 def default_name(line: PromptLine) -> str:
