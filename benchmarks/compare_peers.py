@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imagen_video.models.bench import UNetBenchSpec
+from imagen_video.bench.unet import UNetBenchSpec
 from imagen_video.serialization import atomic_write_json
 
 PEER_SCRIPTS = {"imagen-pytorch": "peer_imagen_pytorch.py", "diffusers": "peer_diffusers.py"}
@@ -34,7 +34,7 @@ METRICS = ("train_step_s", "guided_sample_step_s", "peak_rss_mb", "params")
 
 def run_ours(spec: UNetBenchSpec, env: dict[str, str]) -> dict[str, Any]:
     """One fresh process that trains then samples, like the peer scripts (peak RSS covers both)."""
-    cmd = [sys.executable, "-m", "imagen_video.models.bench", spec.to_json(indent=None), "all"]
+    cmd = [sys.executable, "-m", "imagen_video.bench.unet", spec.to_json(indent=None), "all"]
     return _last_json_line(subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout)
 
 
