@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from imagen_video.cli import UserError
 
@@ -70,6 +71,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     unet.set_defaults(func=run)
     _register_stage(sub)
+    cascade = sub.add_parser(
+        "cascade",
+        help="FLOPs (and time, from bench stage results) per video: original vs distilled 8-step sampling",
+        description="Sums per-stage forward FLOPs (torch.utils.flop_counter on the meta device) times the "
+        "forwards of each sampler setting; with --results (JSON lines of `bench stage --mode sample` "
+        "for every stage) also seconds per video. Prints one JSON line beside the paper's 618 s / 35 s.",
+    )
+    cascade.add_argument("--preset", default="paper", help="cascade preset (tiny, demo, paper)")
+    cascade.add_argument("--results", type=Path, nargs="*", default=[], help="bench stage JSON files")
+    cascade.set_defaults(func=run_cascade)
 
 
 def _tile(text: str) -> tuple[int, int]:
@@ -149,6 +160,23 @@ def run_stage(args: argparse.Namespace) -> int:
     except torch.OutOfMemoryError as err:
         raise UserError(f"out of device memory: {str(err).splitlines()[0]}") from None
     print(json.dumps(result))
+    return 0
+
+
+def run_cascade(args: argparse.Namespace) -> int:
+    """Print the cascade totals of ``--preset`` (with times when ``--results`` cover every stage)."""
+    from imagen_video.bench.cascade import cascade_totals, read_step_times
+
+    missing = [str(p) for p in args.results if not p.is_file()]
+    if missing:
+        raise UserError(f"--results: no such file: {', '.join(missing)}")
+    try:
+        times = read_step_times(args.results) if args.results else None
+        print(json.dumps(cascade_totals(args.preset, times)))
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    except (KeyError, json.JSONDecodeError) as err:
+        raise UserError(f"--results: not bench stage output ({err})") from None
     return 0
 
 
