@@ -15,11 +15,15 @@ tensors in a no-grad forward, tracked on the meta device by ``torch.distributed.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from imagen_video.models.config import UNetConfig
 
@@ -77,6 +81,30 @@ class MemoryEstimate:
         return {name.replace("_bytes", "_gib"): round(value / GIB, 3) for name, value in fields.items()}
 
 
+class _FusedAttention(TorchFunctionMode):
+    """Route ``F.scaled_dot_product_attention`` to the fused (flash) kernel's op, whose meta kernel
+    keeps only the output and log-sum-exp for the backward, as the fused kernels of CPUs and GPUs do;
+    the meta device would otherwise run the math path, which materialises the attention matrix."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is not F.scaled_dot_product_attention:
+            return func(*args, **kwargs)
+        query, key, value = args[:3]
+        mask = kwargs.get("attn_mask")
+        if mask is not None and mask.dtype == torch.bool:  # the kernel takes an additive float mask
+            mask = torch.zeros(mask.shape, dtype=query.dtype, device=query.device)
+        flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+        return flash(query, key, value, 0.0, False, attn_mask=mask, scale=kwargs.get("scale"))[0]
+
+
+@contextlib.contextmanager
+def fused_attention() -> Iterator[None]:
+    """Within this context every SDPA call runs the fused kernel's op (see :class:`_FusedAttention`)."""
+    with _FusedAttention():
+        yield
+
+
 def meta_inputs(
     unet: UNetConfig, batch: int, shape: tuple[int, int, int], text_tokens: int, dtype: torch.dtype
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -98,7 +126,7 @@ def meta_inputs(
 
 
 def meta_network(unet: UNetConfig, dtype: torch.dtype) -> torch.nn.Module:
-    """The stage's network on the meta device, in ``dtype`` (bf16 stands for bf16 autocast)."""
+    """The stage's network on the meta device, in ``dtype``, without activation checkpointing."""
     from imagen_video.models.unet import VideoUNet
 
     with torch.device("meta"):
@@ -108,11 +136,16 @@ def meta_network(unet: UNetConfig, dtype: torch.dtype) -> torch.nn.Module:
 def activation_profile(
     unet: UNetConfig, shape: tuple[int, int, int], *, text_tokens: int, precision: str = "fp32"
 ) -> ActivationProfile:
-    """Saved activations of one training forward at ``shape`` (T, H, W), batch 1, on the meta device."""
+    """Saved activations of one training forward at ``shape`` (T, H, W), batch 1, on the meta device.
+
+    ``precision="bf16"`` counts every float32 activation at 2 bytes, as bf16 autocast stores most of
+    them (the normalisations it keeps in float32 are the exception the estimate ignores).
+    """
     from imagen_video.models.unet import SpaceTimeBlock
 
-    net = meta_network(unet, torch.bfloat16 if precision == "bf16" else torch.float32)
-    args, kwargs = meta_inputs(unet, 1, shape, text_tokens, next(net.parameters()).dtype)
+    net = meta_network(unet, torch.float32)
+    args, kwargs = meta_inputs(unet, 1, shape, text_tokens, torch.float32)
+    float_bytes = DTYPE_BYTES[precision]
     seen = {p.untyped_storage()._cdata for p in net.parameters()}
     totals = {"all": 0}
     blocks: list[list[int]] = []  # [input bytes, saved bytes] per block call
@@ -123,6 +156,8 @@ def activation_profile(
         if key not in seen:
             seen.add(key)
             nbytes = tensor.untyped_storage().nbytes()
+            if tensor.dtype == torch.float32:
+                nbytes = nbytes * float_bytes // 4
             totals["all"] += nbytes
             if current[0] is not None:
                 blocks[current[0]][1] += nbytes
@@ -140,7 +175,7 @@ def activation_profile(
         if isinstance(module, SpaceTimeBlock):
             handles += [module.register_forward_pre_hook(enter), module.register_forward_hook(leave)]
     net.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+    with fused_attention(), torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         net(*args, **kwargs)
     for handle in handles:
         handle.remove()
@@ -155,17 +190,18 @@ def sampling_activation_bytes(
     unet: UNetConfig, shape: tuple[int, int, int], *, batch: int, text_tokens: int, precision: str = "fp32"
 ) -> int:
     """Peak bytes of live non-parameter tensors in one no-grad forward at ``shape`` and ``batch`` (a
-    guided step's network call has batch 2B), tracked on the meta device."""
+    guided step's network call has batch 2B), tracked on the meta device in float32 (bf16: half)."""
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    net = meta_network(unet, torch.bfloat16 if precision == "bf16" else torch.float32)
-    args, kwargs = meta_inputs(unet, batch, shape, text_tokens, next(net.parameters()).dtype)
+    net = meta_network(unet, torch.float32)
+    args, kwargs = meta_inputs(unet, batch, shape, text_tokens, torch.float32)
     tracker = MemTracker()
     tracker.track_external(net)
-    with tracker, torch.no_grad():
+    with tracker, torch.no_grad(), fused_attention():
         net(*args, **kwargs)
     peak = tracker.get_tracker_snapshot("peak")[torch.device("meta")]
-    return int(peak["Total"] - sum(v for k, v in peak.items() if k != "Total" and k.value == "Parameter"))
+    activations = peak["Total"] - sum(v for k, v in peak.items() if k != "Total" and k.value == "Parameter")
+    return int(activations * DTYPE_BYTES[precision] // 4)
 
 
 def block_parameters(unet: UNetConfig) -> list[int]:

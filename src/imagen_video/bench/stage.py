@@ -131,11 +131,26 @@ def _median_time(fn: Callable[[], Any], spec: StageBenchSpec, device: torch.devi
 
 
 def _count_flops(fn: Callable[[], Any]) -> int:
-    """FLOPs of ``fn`` by ``torch.utils.flop_counter`` (matmuls, convolutions, attention)."""
-    from torch.utils.flop_counter import FlopCounterMode
+    """FLOPs of ``fn`` by ``torch.utils.flop_counter`` (matmuls, convolutions, attention), attention
+    through the fused kernel's op (:func:`imagen_video.bench.memory.fused_attention`), counted with
+    torch's own SDPA formulas (its registry has none for that op)."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
-    counter = FlopCounterMode(display=False)
-    with counter:
+    def forward(query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kw: Any) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    def backward(
+        grad: Any, query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kw: Any
+    ) -> int:
+        return sdpa_backward_flop_count(grad, query, key, value)
+
+    ops = torch.ops.aten
+    mapping = {
+        ops._scaled_dot_product_flash_attention_for_cpu: forward,
+        ops._scaled_dot_product_flash_attention_for_cpu_backward: backward,
+    }
+    counter = FlopCounterMode(display=False, custom_mapping=mapping)
+    with counter, mem.fused_attention():
         fn()
     return int(counter.get_total_flops())
 
