@@ -15,6 +15,7 @@ from imagen_video.bench.stage import (
     run_stage_bench,
     sample_regions,
     scale_unet,
+    step_shape,
     train_flops,
 )
 from imagen_video.cascade.presets import get_cascade_preset
@@ -145,3 +146,15 @@ def test_read_step_times_takes_sample_lines(tmp_path) -> None:
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert cc.read_step_times([path]) == {"base": {"step_s": 2.0, "single_step_s": 1.0}}
+
+
+def test_train_steps_of_the_top_stage_use_its_crops() -> None:
+    stage = get_cascade_preset("paper").stage("ssr3")
+    assert step_shape(stage, "train") == (128, 192, 320)
+    assert step_shape(stage, "sample") == (128, 768, 1280)
+
+
+def test_predict_only_runs_no_step() -> None:
+    result = run_stage_bench(StageBenchSpec(**TINY, predict_only=True))
+    assert result["step_s"] is None and result["mfu"] is None and result["samples_per_s"] is None
+    assert result["flops_per_step"] > 0 and result["predicted"]["total_gib"] > 0

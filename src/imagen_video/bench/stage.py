@@ -54,6 +54,8 @@ class StageBenchSpec(JsonConfig):
     repeats: int = 3
     warmup: int = 1
     seed: int = 0
+    predict_only: bool = False
+    """Run no step: report params, FLOPs and the memory model (for a CUDA device, bf16) only."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -70,7 +72,7 @@ class StageBenchSpec(JsonConfig):
             raise ValueError("cpu_offload needs fsdp (FSDP2's CPUOffloadPolicy)")
         if self.mode == "sample" and (self.fsdp or self.optimizer != "adamw" or self.checkpointing):
             raise ValueError("fsdp, cpu_offload, checkpointing and optimizer apply to mode 'train' only")
-        if self.cpu_offload and torch.device(self.device).type != "cuda":
+        if self.cpu_offload and torch.device(self.device).type != "cuda" and not self.predict_only:
             raise ValueError("cpu_offload moves device memory to the host: it needs a cuda device")
 
     def stage_config(self) -> StageConfig:
@@ -170,6 +172,14 @@ def forward_flops(unet: UNetConfig, shape: tuple[int, int, int], batch: int, tex
         return _count_flops(lambda: net(*args, **kwargs))
 
 
+def step_shape(stage: StageConfig, mode: str) -> tuple[int, int, int]:
+    """(T, H, W) of one step: the output shape, or for training a stage's ``train_crop`` when it has
+    one (the fully convolutional top stage trains on crops, paper sec. 2.3)."""
+    if mode == "train" and stage.train_crop is not None:
+        return (stage.frames, *stage.train_crop)
+    return (stage.frames, stage.height, stage.width)
+
+
 def sample_regions(stage: StageConfig) -> tuple[int, tuple[int, int, int]]:
     """(number of network regions per denoiser call, region shape (T, h, w)): spatial tiles x one
     frame window (the bench samples exactly the stage's frame count)."""
@@ -210,7 +220,7 @@ def measure_train(
 
     cuda = device.type == "cuda"
     gen = torch.Generator().manual_seed(spec.seed)
-    shape = (spec.batch, 3, stage.frames, stage.height, stage.width)
+    shape = (spec.batch, 3, *step_shape(stage, spec.mode))
     x = torch.randn(shape, generator=gen).clamp(-1, 1).to(device)
     tokens, mask = _text(spec.batch, text_tokens, stage.unet.text.dim, device, gen)
     extra: dict[str, Any] = {}
@@ -284,12 +294,12 @@ def measure_sample(
 
 
 def predict_memory(
-    spec: StageBenchSpec, stage: StageConfig, params: int, text_tokens: int
+    spec: StageBenchSpec, stage: StageConfig, params: int, text_tokens: int, precision: str
 ) -> tuple[mem.MemoryEstimate, int | None]:
-    """The memory model's per-device prediction for ``spec``, and (train) the fewest devices of 80 GiB
-    that FSDP needs for it at this per-device batch (None for sampling, or if 64 do not suffice)."""
-    precision = "bf16" if torch.device(spec.device).type == "cuda" else "fp32"
-    shape = (stage.frames, stage.height, stage.width)
+    """The memory model's per-device prediction for ``spec`` in ``precision`` ("bf16" or "fp32"), and
+    (train) the fewest devices of 80 GiB that FSDP needs for it at this per-device batch (None for
+    sampling, or if 64 do not suffice)."""
+    shape = step_shape(stage, spec.mode)
     if spec.mode == "sample":
         _, region = sample_regions(stage)
         batch = 2 * spec.batch if _is_guided(stage) else spec.batch
@@ -319,28 +329,34 @@ def predict_memory(
 
 
 def run_stage_bench(spec: StageBenchSpec) -> dict[str, Any]:
-    """Measure ``spec`` in this process; the dict of the command's JSON line (module docstring)."""
+    """Measure ``spec`` in this process; the dict of the command's JSON line (module docstring).
+
+    With ``spec.predict_only`` no step runs: params, FLOPs and the memory model's prediction for a CUDA
+    device (bf16), with the timing fields None.
+    """
     from imagen_video.cascade.presets import get_cascade_preset
 
     device = torch.device(spec.device)
     rss_before = _rss_mb()
     stage = spec.stage_config()
     text_tokens = get_cascade_preset(spec.preset).text_max_length
-    shape = (stage.frames, stage.height, stage.width)
+    shape = step_shape(stage, spec.mode)
     params = mem.meta_network(stage.unet, torch.float32).num_parameters()
     if spec.mode == "train":
         flops = train_flops(stage.unet, shape, spec.batch, text_tokens)
-        measured = measure_train(spec, stage, device, text_tokens)
-        samples = spec.batch
     else:
         regions, region = sample_regions(stage)
         guided = 2 * spec.batch if _is_guided(stage) else spec.batch
         flops = regions * forward_flops(stage.unet, region, guided, text_tokens)
-        measured = measure_sample(spec, stage, device, text_tokens)
-        samples = spec.batch
-    estimate, needed = predict_memory(spec, stage, params, text_tokens)
+    measured: dict[str, Any] = {"step_s": None}
+    if not spec.predict_only:
+        measure = measure_train if spec.mode == "train" else measure_sample
+        measured = measure(spec, stage, device, text_tokens)
+    cuda = device.type == "cuda" or spec.predict_only
+    estimate, needed = predict_memory(spec, stage, params, text_tokens, "bf16" if cuda else "fp32")
     name = device_name(device)
     peak = peak_bf16_tflops(name) if device.type == "cuda" else None
+    step_s = measured["step_s"]
     result: dict[str, Any] = {
         "preset": spec.preset,
         "stage": spec.stage,
@@ -348,20 +364,17 @@ def run_stage_bench(spec: StageBenchSpec) -> dict[str, Any]:
         "shape": list(shape),
         "batch": spec.batch,
         "params": params,
-        "step_s": measured["step_s"],
-        "samples_per_s": samples / measured["step_s"],
+        "step_s": step_s,
+        "samples_per_s": None if step_s is None else spec.batch / step_s,
         "flops_per_step": flops,
-        "achieved_tflops": flops / measured["step_s"] / 1e12,
-        "mfu": mfu(flops, measured["step_s"], peak),
+        "achieved_tflops": None if step_s is None else flops / step_s / 1e12,
+        "mfu": None if step_s is None else mfu(flops, step_s, peak),
         "device": name,
         "peak_bf16_tflops": peak,
+        **{k: v for k, v in measured.items() if k != "step_s"},
     }
-    if "single_step_s" in measured:
-        result["single_step_s"] = measured["single_step_s"]
-    if device.type == "cuda":
-        result["peak_gpu_gib"] = measured.get(
-            "peak_gpu_gib", torch.cuda.max_memory_allocated(device) / mem.GIB
-        )
+    if device.type == "cuda" and not spec.predict_only and "peak_gpu_gib" not in result:
+        result["peak_gpu_gib"] = torch.cuda.max_memory_allocated(device) / mem.GIB
     result["peak_rss_mb"] = _rss_mb()
     result["rss_before_mb"] = rss_before
     result["predicted"] = estimate.to_dict()

@@ -123,6 +123,11 @@ def _register_stage(sub: argparse._SubParsersAction) -> None:
     stage.add_argument("--tile", type=_tile, default=None, help="sampling: spatial tiles HxW of the denoiser")
     stage.add_argument("--repeats", type=int, default=3, help="timed steps (median) after --warmup")
     stage.add_argument("--warmup", type=int, default=1)
+    stage.add_argument(
+        "--predict-only",
+        action="store_true",
+        help="run no step: params, FLOPs and the memory model for a CUDA device (bf16), e.g. to plan GPUs",
+    )
     stage.set_defaults(func=run_stage)
 
 
@@ -149,6 +154,7 @@ def run_stage(args: argparse.Namespace) -> int:
             tile=args.tile,
             repeats=args.repeats,
             warmup=args.warmup,
+            predict_only=args.predict_only,
         )
         spec.stage_config()
     except (ValueError, KeyError) as err:
