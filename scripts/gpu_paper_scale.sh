@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU measurement of the paper-scale benchmark (docs/performance.md, "Paper scale"), on one CUDA
 # GPU in at most 8 minutes, one JSON line per measurement under OUT (default benchmarks/results/paper_scale):
-#   base_train.json      5.6B base train step at 16x24x40, bf16, the largest batch of BASE_BATCHES that
-#                        fits with the memory options (checkpointing + 8-bit AdamW), beside the memory model
+#   base_train.json      5.6B base train step at 16x24x40, bf16, the largest batch that fits with the
+#                        memory options (checkpointing + 8-bit AdamW; BASE_BATCHES overrides the tries)
 #   base_train_fsdp.json the same step through FSDP2 under torchrun with one rank (--fsdp)
 #   sample_STAGE.json    guided sampling step (and the distilled single forward) of every stage; ssr3 at
 #                        128x768x1280 through spatial tiles of SSR3_TILE
@@ -28,7 +28,7 @@ if [ "${PAPER_SCALE_SMOKE:-0}" = 1 ]; then
   FAST=(--repeats 1 --warmup 0) OPTIM=adamw LIMIT=120
 else
   DEVICE=cuda PRESET=paper STAGES="ssr3 base tsr1 ssr1 ssr2 tsr2 tsr3" TOP=ssr3
-  BASE_BATCHES=${BASE_BATCHES:-"8 4 2 1"} TILE=${SSR3_TILE:-192x320}
+  BASE_BATCHES=${BASE_BATCHES:-} TILE=${SSR3_TILE:-192x320}
   FAST=(--repeats 2 --warmup 1) OPTIM=${BASE_OPTIMIZER:-adamw8bit} LIMIT=150
 fi
 BENCH=(bench stage --preset "$PRESET" --device "$DEVICE" "${FAST[@]}")
@@ -59,8 +59,15 @@ run() {
 }
 
 # 1. Base train step: the largest batch that fits (memory options: activation checkpointing per block,
-#    8-bit AdamW state; bf16 autocast).
+#    8-bit AdamW state; bf16 autocast), trying the memory model's largest batch for 80 GB first.
+if [ -z "$BASE_BATCHES" ]; then
+  max=$("$IV" "${BENCH[@]}" --stage base --mode train --checkpointing --optimizer "$OPTIM" --predict-only \
+    | "$PYTHON" -c 'import json,sys; print(json.loads(sys.stdin.read().splitlines()[-1])["predicted_max_batch_80gib"])')
+  BASE_BATCHES="$max $((max * 3 / 4)) $((max / 2)) $((max / 4)) 1"
+  echo "memory model: largest base batch for 80 GB: $max" >&2
+fi
 for batch in $BASE_BATCHES; do
+  [ "$batch" -ge 1 ] || continue
   run base_train "$LIMIT" "$IV" "${BENCH[@]}" --stage base --mode train --batch "$batch" \
     --checkpointing --optimizer "$OPTIM" && break
 done

@@ -158,3 +158,12 @@ def test_predict_only_runs_no_step() -> None:
     result = run_stage_bench(StageBenchSpec(**TINY, predict_only=True))
     assert result["step_s"] is None and result["mfu"] is None and result["samples_per_s"] is None
     assert result["flops_per_step"] > 0 and result["predicted"]["total_gib"] > 0
+
+
+def test_max_batch_fills_the_capacity_with_activations() -> None:
+    from imagen_video.bench.memory import train_memory
+    from imagen_video.bench.stage import max_batch
+
+    estimate = train_memory(1000, 100, batch=2)  # 16000 fixed bytes + 100 per sample
+    assert max_batch(estimate, 2, 16_000 + 550) == 5
+    assert max_batch(estimate, 2, 15_000) == 0

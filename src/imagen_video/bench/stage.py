@@ -31,6 +31,8 @@ from imagen_video.serialization import JsonConfig
 from imagen_video.train.fsdp import OPTIMIZERS, optimizer_state_bytes_per_param
 
 MODES = ("train", "sample")
+CAPACITY_GIB = 80
+"""Device memory the predictions plan for (an 80 GB H100 or A100)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -324,8 +326,16 @@ def predict_memory(
             largest_blocks_params=sum(blocks[:2]),
         )
 
-    needed = mem.devices_needed(lambda n: estimate(n, True), 80 * mem.GIB)
+    needed = mem.devices_needed(lambda n: estimate(n, True), CAPACITY_GIB * mem.GIB)
     return estimate(1, spec.fsdp), needed
+
+
+def max_batch(estimate: mem.MemoryEstimate, batch: int, capacity_bytes: int) -> int:
+    """Largest per-device batch whose predicted training memory fits ``capacity_bytes``, from the
+    estimate at ``batch`` (activations are linear in the batch, the rest does not depend on it)."""
+    per_sample = estimate.activations_bytes // batch
+    fixed = estimate.total_bytes - estimate.activations_bytes
+    return max(0, (capacity_bytes - fixed) // per_sample) if per_sample else 0
 
 
 def run_stage_bench(spec: StageBenchSpec) -> dict[str, Any]:
@@ -380,5 +390,6 @@ def run_stage_bench(spec: StageBenchSpec) -> dict[str, Any]:
     result["predicted"] = estimate.to_dict()
     if needed is not None:
         result["predicted_fsdp_gpus_80gib"] = needed
+        result["predicted_max_batch_80gib"] = max_batch(estimate, spec.batch, CAPACITY_GIB * mem.GIB)
     result["settings"] = spec.to_dict()
     return result
