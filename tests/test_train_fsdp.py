@@ -20,6 +20,7 @@ from imagen_video.train.fsdp import (
 )
 
 TESTS = Path(__file__).parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def _assert_weights_close(got: dict[str, torch.Tensor], want: dict[str, torch.Tensor]) -> None:
@@ -43,6 +44,41 @@ def test_two_gloo_ranks_match_one_process(tmp_path: Path) -> None:
     _assert_weights_close(torch.load(tmp_path / "weights.pt"), weights)
     start = eq.fresh_model().state_dict()
     assert any(not torch.equal(weights[k], start[k]) for k in start)  # training moved the weights
+
+
+def _torchrun_train(root: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``imagen-video train`` of the tiny base stage under torchrun with 2 gloo ranks."""
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "imagen_video.cli",
+        "train", "--stage", "base", "--cascade", "tiny", "--data", str(root / "data"), "--out", str(out),
+        "--config", str(root / "train.json"), "--text-cache", str(root / "cache"), "--device", "cpu",
+        "--no-progress", "--max-steps", "6", *extra,
+    ]  # fmt: skip
+    return subprocess.run(command, env=ENV, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_train_cli_fsdp_matches_data_parallel(tmp_path: Path) -> None:
+    """``train --fsdp`` (sharded, checkpointed through full state dicts) ends where DDP ends."""
+    from imagen_video.train import read_checkpoint
+    from imagen_video.train.checkpoint import find_latest_checkpoint
+    from test_train_loop import make_dataset, make_text_cache, tiny_config
+
+    data = make_dataset(tmp_path / "data")
+    make_text_cache(tmp_path / "cache", data)
+    (tmp_path / "train.json").write_text(tiny_config(max_steps=6, checkpoint_every=3, log_every=1).to_json())
+    for name, extra in (("ddp", ()), ("fsdp", ("--fsdp",))):
+        done = _torchrun_train(tmp_path, tmp_path / name, *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+    (ddp, ddp_state), (fsdp, fsdp_state) = (
+        read_checkpoint(find_latest_checkpoint(tmp_path / n / "checkpoints")) for n in ("ddp", "fsdp")
+    )
+    assert ddp_state["step"] == fsdp_state["step"] == 6 and fsdp_state["world_size"] == 2
+    for group in ("model", "ema"):
+        _assert_weights_close(fsdp[group], ddp[group])
+    ddp_log, fsdp_log = ((tmp_path / n / "train_log.csv").read_text().splitlines() for n in ("ddp", "fsdp"))
+    losses = [[float(row.split(",")[1]) for row in log[1:]] for log in (ddp_log, fsdp_log)]
+    assert len(losses[0]) == 6 and losses[1] == pytest.approx(losses[0], rel=1e-5)
 
 
 def test_one_rank_fsdp_step_equals_the_plain_step() -> None:
