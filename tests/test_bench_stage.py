@@ -167,3 +167,11 @@ def test_max_batch_fills_the_capacity_with_activations() -> None:
     estimate = train_memory(1000, 100, batch=2)  # 16000 fixed bytes + 100 per sample
     assert max_batch(estimate, 2, 16_000 + 550) == 5
     assert max_batch(estimate, 2, 15_000) == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("options", [{}, {"fsdp": True, "checkpointing": True}])
+def test_cuda_train_step_reports_gpu_memory(options: dict) -> None:
+    result = run_stage_bench(StageBenchSpec(**TINY, device="cuda", **options))
+    assert result["peak_gpu_gib"] > 0 and result["step_s"] > 0
+    assert (result["mfu"] is None) == (result["peak_bf16_tflops"] is None)
