@@ -206,11 +206,12 @@ def _text(batch: int, length: int, dim: int, device: torch.device, generator: to
 
 
 def _build(stage: StageConfig, device: torch.device, seed: int) -> torch.nn.Module:
-    """The stage's U-Net, initialised directly on ``device`` (a 5.6B network is slow to build on a CPU)."""
+    """The stage's U-Net, initialised directly on ``device`` (a 5.6B network is slow to build on a CPU);
+    the seed generator lives on that device, where the constructor draws from it."""
     from imagen_video.models.unet import VideoUNet
 
     with torch.device(device):
-        return VideoUNet(stage.unet, generator=torch.Generator().manual_seed(seed))
+        return VideoUNet(stage.unet, generator=torch.Generator(device).manual_seed(seed))
 
 
 def measure_train(
