@@ -175,3 +175,16 @@ def test_cuda_train_step_reports_gpu_memory(options: dict) -> None:
     result = run_stage_bench(StageBenchSpec(**TINY, device="cuda", **options))
     assert result["peak_gpu_gib"] > 0 and result["step_s"] > 0
     assert (result["mfu"] is None) == (result["peak_bf16_tflops"] is None)
+
+
+def test_cascade_cli(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "cascade", "--preset", "tiny"]) == 0
+    totals = json.loads(capsys.readouterr().out)
+    assert totals["flop_ratio"] == pytest.approx(totals["original_flops"] / totals["distilled_flops"])
+    assert "original_s" not in totals
+    assert main(["bench", "cascade", "--preset", "tiny", "--results", str(tmp_path / "none.json")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json\n")
+    assert main(["bench", "cascade", "--preset", "tiny", "--results", str(bad)]) == 2
+    assert "not bench stage output" in capsys.readouterr().err

@@ -179,10 +179,10 @@ def run_cascade(args: argparse.Namespace) -> int:
     try:
         times = read_step_times(args.results) if args.results else None
         print(json.dumps(cascade_totals(args.preset, times)))
-    except ValueError as err:
-        raise UserError(str(err)) from None
     except (KeyError, json.JSONDecodeError) as err:
         raise UserError(f"--results: not bench stage output ({err})") from None
+    except ValueError as err:
+        raise UserError(str(err)) from None
     return 0
 
 
