@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imagen_video.models.bench import UNetBenchSpec, run_child
+from imagen_video.bench.unet import UNetBenchSpec, run_child
 from imagen_video.serialization import atomic_write_json
 
 ABLATIONS: dict[str, dict[str, Any]] = {

@@ -2,11 +2,12 @@
 
 Runs ours, imagen-pytorch and diffusers interleaved (one of each per round, rotating the order so no
 system always runs first), each in a fresh process, and reports per-system medians and the ratios
-the issue's targets are stated in (peer time / our time; our peak RSS / peer peak RSS). The peers
-are measured by their own scripts in /work/shared/bench, from the virtualenv that
-/work/shared/bench/setup-peers.sh builds (pass it as --peer-venv or $PEER_VENV).
+the targets are stated in (peer time / our time; our peak memory / peer peak memory). The peers
+are measured by the scripts in benchmarks/peers/, from the virtualenv that benchmarks/peers/setup.sh
+builds (pass it as --peer-venv or $PEER_VENV; default .peer-venv in the repository).
 
     .venv/bin/python benchmarks/compare_peers.py --rounds 3 --out benchmarks/results/compare_peers.json
+    .venv/bin/python benchmarks/compare_peers.py --device cuda --rounds 1   # bf16 on a GPU, GPU memory
     .venv/bin/python benchmarks/compare_peers.py --env OMP_WAIT_POLICY=PASSIVE   # same env for all three
     .venv/bin/python benchmarks/compare_peers.py --clock cpu   # one thread each, CPU time (shared machines)
 """
@@ -23,29 +24,37 @@ import time
 from pathlib import Path
 from typing import Any
 
-from imagen_video.models.bench import UNetBenchSpec
+from imagen_video.bench.unet import UNetBenchSpec
 from imagen_video.serialization import atomic_write_json
 
-PEER_SCRIPTS = {"imagen-pytorch": "peer_imagen_pytorch.py", "diffusers": "peer_diffusers.py"}
+PEER_SCRIPTS = {"imagen-pytorch": "unet3d_imagen_pytorch.py", "diffusers": "unet3d_diffusers.py"}
+PEER_DIR = Path(__file__).resolve().parent / "peers"
+DEFAULT_PEER_VENV = Path(__file__).resolve().parent.parent / ".peer-venv"
 TARGETS = {"imagen-pytorch": 6.0, "diffusers": 3.0}  # minimum speed-up of train and guided steps
 MEMORY_TARGET = 0.35  # maximum peak-RSS ratio ours / peer
 METRICS = ("train_step_s", "guided_sample_step_s", "peak_rss_mb", "params")
+"""Keys of every run; each also has ``peak_mb``: peak GPU memory on CUDA, else the peak RSS."""
 
 
 def run_ours(spec: UNetBenchSpec, env: dict[str, str]) -> dict[str, Any]:
-    """One fresh process that trains then samples, like the peer scripts (peak RSS covers both)."""
-    cmd = [sys.executable, "-m", "imagen_video.models.bench", spec.to_json(indent=None), "all"]
-    return _last_json_line(subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout)
+    """One fresh process that trains then samples, like the peer scripts (peak memory covers both)."""
+    cmd = [sys.executable, "-m", "imagen_video.bench.unet", spec.to_json(indent=None), "all"]
+    raw = _last_json_line(subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout)
+    return {m: raw[m] for m in METRICS} | {"peak_mb": raw.get("peak_gpu_mb", raw["peak_rss_mb"])}
 
 
-def run_peer(python: Path, script: Path, env: dict[str, str], clock: str) -> dict[str, Any]:
-    """Run a peer script and normalise its keys to ours (params, peak_rss_mb).
+def run_peer(python: Path, script: Path, env: dict[str, str], clock: str, device: str) -> dict[str, Any]:
+    """Run a peer script on ``device`` and normalise its keys to ours (params, peak memory).
 
     With ``clock == "cpu"`` the script runs through peer_cpu_clock.py: one thread, CPU-time timer.
     """
     wrapper = [str(Path(__file__).with_name("peer_cpu_clock.py"))] if clock == "cpu" else []
     out = subprocess.run(
-        [str(python), *wrapper, str(script)], capture_output=True, text=True, check=True, env=env
+        [str(python), *wrapper, str(script), "--device", device],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     ).stdout
     raw = _last_json_line(out)
     return {
@@ -53,6 +62,7 @@ def run_peer(python: Path, script: Path, env: dict[str, str], clock: str) -> dic
         "guided_sample_step_s": raw["guided_sample_step_s"],
         "peak_rss_mb": raw["peak_rss_MB"],
         "params": raw["params_M"] * 1e6,
+        "peak_mb": raw.get("peak_gpu_MB", raw["peak_rss_MB"]),
     }
 
 
@@ -62,7 +72,8 @@ def _last_json_line(text: str) -> dict[str, Any]:
 
 def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """Medians per system and the target ratios against each peer."""
-    medians = {name: {m: statistics.median(r[m] for r in rs) for m in METRICS} for name, rs in runs.items()}
+    keys = (*METRICS, "peak_mb")
+    medians = {name: {m: statistics.median(r[m] for r in rs) for m in keys} for name, rs in runs.items()}
     ours = medians["ours"]
     ratios = {}
     for peer, speedup in TARGETS.items():
@@ -72,7 +83,7 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         r = {
             "train_speedup": p["train_step_s"] / ours["train_step_s"],
             "guided_speedup": p["guided_sample_step_s"] / ours["guided_sample_step_s"],
-            "rss_ratio": ours["peak_rss_mb"] / p["peak_rss_mb"],
+            "rss_ratio": ours["peak_mb"] / p["peak_mb"],
             "params_ratio": ours["params"] / p["params"],
         }
         r["meets_targets"] = (
@@ -87,17 +98,17 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 def markdown(summary: dict[str, Any], rounds: int) -> str:
     """A table of medians and ratios for docs/performance.md."""
     lines = [
-        f"| system | params | train step (s) | guided step (s) | peak RSS (MB) |  (medians of {rounds})",
+        f"| system | params | train step (s) | guided step (s) | peak memory (MB) |  (medians of {rounds})",
         "|---|---|---|---|---|",
     ]
     for name, m in summary["medians"].items():
         lines.append(
             f"| {name} | {m['params'] / 1e6:.1f}M | {m['train_step_s']:.2f} | "
-            f"{m['guided_sample_step_s']:.2f} | {m['peak_rss_mb']:.0f} |"
+            f"{m['guided_sample_step_s']:.2f} | {m['peak_mb']:.0f} |"
         )
     lines += [
         "",
-        "| vs peer | train speed-up | guided speed-up | RSS ratio | meets targets |",
+        "| vs peer | train speed-up | guided speed-up | memory ratio | meets targets |",
         "|---|---|---|---|---|",
     ]
     for peer, r in summary["ratios"].items():
@@ -115,15 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peer-venv",
         type=Path,
-        default=Path(os.environ.get("PEER_VENV", Path.home() / ".cache/peer-bench-venv")),
+        default=Path(os.environ.get("PEER_VENV", DEFAULT_PEER_VENV)),
     )
-    parser.add_argument("--peer-dir", type=Path, default=Path("/work/shared/bench"))
+    parser.add_argument("--peer-dir", type=Path, default=PEER_DIR, help="folder of the peer scripts")
+    parser.add_argument("--device", default="cpu", help='"cpu" (fp32) or "cuda" (bf16 autocast, GPU memory)')
     parser.add_argument("--peers", default="imagen-pytorch,diffusers", help="comma-separated subset")
     parser.add_argument(
         "--clock",
         choices=("wall", "cpu"),
         default="wall",
-        help="wall: every system with its default threads, wall-clock timing (the issue's "
+        help="wall: every system with its default threads, wall-clock timing (the original "
         "protocol); cpu: every system on one thread, timed by process CPU time",
     )
     parser.add_argument(
@@ -142,13 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown peers {unknown}; allowed: {sorted(PEER_SCRIPTS)}")
     python = args.peer_venv / "bin" / "python"
     if peers and not python.exists():
-        parser.error(f"no peer virtualenv at {args.peer_venv}: run bash /work/shared/bench/setup-peers.sh")
+        parser.error(f"no peer virtualenv at {args.peer_venv}: run bash benchmarks/peers/setup.sh")
+    if args.clock == "cpu" and args.device != "cpu":
+        parser.error("--clock cpu times CPU work: use it with --device cpu")
     bad_env = [e for e in args.env if "=" not in e]
     if bad_env:
         parser.error(f"--env needs KEY=VALUE, got {bad_env}")
     overrides = dict(e.split("=", 1) for e in args.env)
     env = {**os.environ, **overrides}
-    spec = UNetBenchSpec(threads=1, clock="cpu") if args.clock == "cpu" else UNetBenchSpec()
+    spec = UNetBenchSpec(threads=1, clock="cpu") if args.clock == "cpu" else UNetBenchSpec(device=args.device)
     systems = ["ours", *peers]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in systems}
     for r in range(args.rounds):
@@ -158,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             if name == "ours":
                 result = run_ours(spec, env)
             else:
-                result = run_peer(python, args.peer_dir / PEER_SCRIPTS[name], env, args.clock)
+                result = run_peer(python, args.peer_dir / PEER_SCRIPTS[name], env, args.clock, args.device)
             runs[name].append(result)
             print(
                 f"round {r + 1}/{args.rounds} {name}: {json.dumps(result)} "

@@ -1,4 +1,4 @@
-"""Renderer: determinism, pure colors, antialiasing and the issue-5 geometry measured from the pixels."""
+"""Renderer: determinism, pure colors, antialiasing and the geometry of docs/world.md, from the pixels."""
 
 from __future__ import annotations
 

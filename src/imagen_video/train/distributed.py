@@ -78,23 +78,16 @@ def shutdown_distributed(ctx: DistContext) -> None:
 def wrap_model(model: nn.Module, ctx: DistContext, *, fsdp: bool = False) -> nn.Module:
     """Wrap ``model`` (already on ``ctx.device``) for data-parallel training.
 
-    FSDP shards every child of a ``ModuleList`` (the U-Net's blocks) and then the root; DDP replicates.
+    FSDP shards every space-time block and then the root (:func:`imagen_video.train.fsdp.shard_unet`);
+    DDP replicates.
     A single process gets the module back unchanged (also with ``fsdp``, which needs a process group).
     """
     if not ctx.distributed:
         return model
     if fsdp:
-        from torch.distributed.fsdp import fully_shard
+        from imagen_video.train.fsdp import shard_unet
 
-        for param in model.parameters():  # FSDP shards flat storage: no channels-last parameters
-            param.data = param.data.contiguous()
-        containers = (nn.ModuleList, nn.ModuleDict)
-        blocks = [b for m in model.modules() if isinstance(m, containers) for b in m.children()]
-        for block in reversed(blocks):  # bottom-up: inner blocks before the blocks that hold them
-            if not isinstance(block, containers):
-                fully_shard(block)
-        fully_shard(model)
-        return model
+        return shard_unet(model)
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False)
 

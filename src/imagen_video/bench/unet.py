@@ -1,9 +1,9 @@
 """Benchmark harness of the video U-Net: train step, guided sampling step, peak memory, forward FLOPs.
 
-Each measurement runs in a fresh child process (``python -m imagen_video.models.bench SPEC_JSON
+Each measurement runs in a fresh child process (``python -m imagen_video.bench.unet SPEC_JSON
 MODE``) so that its peak RSS (``ru_maxrss``) covers only that work: importing torch, building the
 model and running it. The parent collects one JSON dict. The workload and the reported keys follow
-the peer scripts in /work/shared/bench (train step = forward + backward + AdamW step, median of
+the peer scripts in benchmarks/peers/ (train step = forward + backward + AdamW step, median of
 ``repeats`` after ``warmup``; guided sampling step = one batched conditional + unconditional forward).
 """
 
@@ -35,7 +35,7 @@ ssr / tsr (conditioning video + aug log-SNR, temporal convolution at every level
 
 @dataclass(frozen=True)
 class UNetBenchSpec(JsonConfig):
-    """One benchmark workload (defaults: the issue's reference workload, CPU fp32)."""
+    """One benchmark workload (defaults: the peers' reference workload, CPU fp32)."""
 
     variant: str = "base"
     channels: tuple[int, ...] = (64, 128, 256)
@@ -130,7 +130,7 @@ def run_unet_benchmark(spec: UNetBenchSpec) -> dict[str, Any]:
 
 def run_child(spec: UNetBenchSpec, mode: str) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter and parse its last stdout line as JSON."""
-    cmd = [sys.executable, "-m", "imagen_video.models.bench", spec.to_json(indent=None), mode]
+    cmd = [sys.executable, "-m", "imagen_video.bench.unet", spec.to_json(indent=None), mode]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         tail = proc.stderr.strip().splitlines()[-1:] or ["(no output)"]
@@ -270,7 +270,7 @@ def _peak_rss_mb() -> float:
 
 
 def _main(argv: list[str]) -> int:
-    """Child-process entry: ``python -m imagen_video.models.bench SPEC_JSON MODE`` prints one JSON line."""
+    """Child-process entry: ``python -m imagen_video.bench.unet SPEC_JSON MODE`` prints one JSON line."""
     spec = UNetBenchSpec.from_json(argv[0])
     print(json.dumps(measure(spec, argv[1])))
     return 0

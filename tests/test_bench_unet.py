@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from imagen_video.bench.unet import UNetBenchSpec, measure, run_unet_benchmark
 from imagen_video.cli import build_parser, main
-from imagen_video.models.bench import UNetBenchSpec, measure, run_unet_benchmark
 
 TINY = {
     "channels": (16, 32),
