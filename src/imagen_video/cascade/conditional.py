@@ -178,16 +178,18 @@ def animate(
 
 
 def extension_context(clip_frames: int, new_frames: int, window: int, base_factor: int) -> int:
-    """Known frames in one extension round: as many of the clip's as fit beside ``new_frames`` (at
-    least ``base_factor`` new ones per round), a multiple of ``base_factor`` (the top-stage frames per
-    base frame, so every known base frame is a real frame) and at least two base frames' worth."""
+    """Known frames in one extension round of a ``window``-frame cascade run: as many of the clip's as
+    fit beside ``new_frames``, but at least half the window (two base frames in all) and at most the
+    window less one base frame, rounded down to a multiple of ``base_factor`` (the top-stage frames
+    per base frame, so every known base frame is a real frame). ValueError for a clip shorter than
+    two base frames' worth."""
     minimum = 2 * base_factor
     if clip_frames < minimum:
         raise ValueError(
             f"the clip has {clip_frames} frames; extending needs at least {minimum} "
             f"(two frames of the base stage)"
         )
-    context = min(clip_frames, window - base_factor, max(minimum, window - new_frames))
+    context = min(clip_frames, window - base_factor, max(minimum, window // 2, window - new_frames))
     return context // base_factor * base_factor
 
 
