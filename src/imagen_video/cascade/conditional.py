@@ -14,11 +14,13 @@ cascade's aspect ratio and resized to its output H x W, with one warning.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 from imagen_video.cascade.conditioning import (
@@ -51,6 +53,23 @@ def to_rgb(video: torch.Tensor) -> torch.Tensor:
     if channels == 4:
         return video[:, :3] * video[:, 3:]
     raise ValueError(f"expected (B, C, T, H, W) with 1, 3 or 4 channels, got {tuple(video.shape)}")
+
+
+def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
+    """Read an image file as (3, H, W) float32 in [0, 1]: grayscale is repeated to RGB and an alpha
+    channel composites the image over black (the world's background). ValueError naming the path when
+    it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+            array = np.asarray(image.convert("RGBA" if alpha else "RGB"), dtype=np.float32) / 255.0
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise ValueError(f"cannot read image {str(path)!r}: {err}") from None
+    if alpha:
+        array = array[..., :3] * array[..., 3:]  # (H, W, 3) over black
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
 
 
 def fit_to_output(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
