@@ -121,3 +121,12 @@ def test_bad_input_is_one_line_exit_2_and_no_output(
     assert code == 2
     assert stderr.count("\n") == 1 and message in stderr, stderr
     assert not out.exists() and stdout == ""
+
+
+def test_cli_choices_and_defaults_mirror_the_library() -> None:
+    from imagen_video.cascade import conditional, conditioning
+    from imagen_video.cli import animate
+
+    assert animate.METHOD_CHOICES == conditioning.METHODS
+    assert animate.DEFAULT_METHOD == conditional.DEFAULT_METHOD
+    assert animate.DEFAULT_RECONSTRUCTION_WEIGHT == conditioning.DEFAULT_RECONSTRUCTION_WEIGHT

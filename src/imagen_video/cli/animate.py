@@ -30,15 +30,19 @@ if TYPE_CHECKING:
     from imagen_video.cascade.runner import Cascade, CascadeOutput
 
 
+# The library's METHODS, DEFAULT_METHOD and DEFAULT_RECONSTRUCTION_WEIGHT (imagen_video.cascade.conditioning
+# and .conditional), repeated so that building the parser imports no torch (tests check they agree).
+METHOD_CHOICES = ("replacement", "reconstruction")
+DEFAULT_METHOD = "replacement"
+DEFAULT_RECONSTRUCTION_WEIGHT = 2.0
+
+
 def add_conditioning_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by `animate` and `extend`: prompt, method, w_r, keeping the input frames."""
-    from imagen_video.cascade.conditional import DEFAULT_METHOD
-    from imagen_video.cascade.conditioning import DEFAULT_RECONSTRUCTION_WEIGHT, METHODS
-
     parser.add_argument("--prompt", help="the text prompt (required)")
     parser.add_argument(
         "--method",
-        choices=METHODS,
+        choices=METHOD_CHOICES,
         default=DEFAULT_METHOD,
         help=f"how the known frames condition each stage (default {DEFAULT_METHOD}; docs/conditional.md)",
     )
