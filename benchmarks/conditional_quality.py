@@ -16,6 +16,7 @@ and the seam are the model's, not a copy of the input. Seeds and prompts are fix
 
     python benchmarks/conditional_quality.py --out benchmarks/results/conditional_quality_demo.json
     python benchmarks/conditional_quality.py --methods reconstruction --weight 5 --limit extend=12
+    python benchmarks/conditional_quality.py --merge a.json b.json --out all.json  # runs over --start
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import platform
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -97,7 +99,7 @@ def run_animate(cascade: Cascade, combos: Cases, method: str, args: argparse.Nam
             method=method,
             weight=args.weight,
             keep_input=False,
-            generator=torch.Generator().manual_seed(args.seed + index),
+            generator=torch.Generator().manual_seed(args.seed + args.start // args.batch + index),
             progress=False,
         ).video
         return [
@@ -125,7 +127,7 @@ def run_extend(cascade: Cascade, combos: Cases, method: str, args: argparse.Name
             method=method,
             weight=args.weight,
             keep_input=False,
-            generator=torch.Generator().manual_seed(args.seed + index),
+            generator=torch.Generator().manual_seed(args.seed + args.start // args.batch + index),
             progress=False,
         ).video
         rows = []
@@ -159,7 +161,7 @@ def run_first_last(cascade: Cascade, combos: Cases, method: str, args: argparse.
             method=method,
             weight=args.weight,
             keep_input=False,
-            generator=torch.Generator().manual_seed(args.seed + index),
+            generator=torch.Generator().manual_seed(args.seed + args.start // args.batch + index),
             progress=False,
         ).video
         rows = []
@@ -196,10 +198,10 @@ def summarize(rows: list[dict]) -> dict[str, object]:
 TASKS = {"animate": run_animate, "extend": run_extend, "first_last": run_first_last}
 
 
-def task_combos(task: str, limit: int | None) -> Cases:
-    """(combo, render seed) pairs of a task: every combo (moving ones for first/last), or the first
-    ``limit`` of them with the motions taking turns and the (color, shape) stills in a fixed
-    shuffled order per motion."""
+def task_combos(task: str, limit: int | None, start: int = 0) -> Cases:
+    """(combo, render seed) pairs of a task: every combo (moving ones for first/last) with the motions
+    taking turns and the (color, shape) stills in a fixed shuffled order per motion; the cases
+    ``start`` to ``limit`` (exclusive) of that order."""
     motions = MOVING if task == "first_last" else MOTIONS
     rng = np.random.default_rng(0)
     orders = [rng.permutation(len(ALL_STILLS)) for _ in motions]
@@ -208,7 +210,7 @@ def task_combos(task: str, limit: int | None) -> Cases:
         for k in range(len(ALL_STILLS))
         for motion, order in zip(motions, orders, strict=True)
     ]
-    return [(c, 1000 + ALL_COMBOS.index(c)) for c in combos[:limit]]
+    return [(c, 1000 + ALL_COMBOS.index(c)) for c in combos[start:limit]]
 
 
 def parse_limits(values: list[str]) -> dict[str, int]:
@@ -221,6 +223,19 @@ def parse_limits(values: list[str]) -> dict[str, int]:
     return limits
 
 
+def merge(paths: list[str]) -> dict[str, object]:
+    """Results of several runs over disjoint cases (``--start``) as one: rows joined per cell and
+    summarized again, seconds added, every command kept."""
+    runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    cells: dict[str, dict[str, object]] = {}
+    for run in runs:
+        for name, cell in run["cells"].items():
+            rows = cells.get(name, {}).get("rows", []) + cell["rows"]  # type: ignore[operator]
+            seconds = cells.get(name, {}).get("seconds", 0.0) + cell["seconds"]  # type: ignore[operator]
+            cells[name] = {**summarize(rows), "seconds": round(seconds, 1), "rows": rows}
+    return {**runs[0], "command": [r["command"] for r in runs], "cells": cells}
+
+
 def main() -> None:
     """Run the requested tasks and methods; print a table and write the JSON results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -229,13 +244,18 @@ def main() -> None:
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks")
     parser.add_argument("--weight", type=float, default=2.0, help="w_r of reconstruction guidance")
     parser.add_argument(
-        "--limit", action="append", default=[], help="videos per cell: N or TASK=N (default: every combo)"
+        "--limit", action="append", default=[], help="cases per task end at N (N or TASK=N; default: all)"
     )
     parser.add_argument("--batch", type=int, default=12, help="videos sampled together")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--start", type=int, default=0, help="skip the first N cases of every task")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="join the results of these runs instead")
     parser.add_argument("--out", help="write the results as JSON here")
     args = parser.parse_args()
+    if args.merge:
+        atomic_write_json(args.out, merge(args.merge))
+        return
     torch.set_num_threads(args.threads)
     cascade = Cascade.from_pretrained(resolve_model_dir(args.model))
     limits = parse_limits(args.limit)
@@ -244,7 +264,7 @@ def main() -> None:
         for task in args.tasks.split(","):
             print(f"{method} / {task}", file=sys.stderr, flush=True)
             start = time.perf_counter()
-            rows = TASKS[task](cascade, task_combos(task, limits.get(task)), method, args)  # type: ignore[arg-type]
+            rows = TASKS[task](cascade, task_combos(task, limits.get(task), args.start), method, args)  # type: ignore[arg-type]
             cells[f"{method}/{task}"] = {
                 **summarize(rows),
                 "seconds": round(time.perf_counter() - start, 1),
