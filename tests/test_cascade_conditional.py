@@ -87,6 +87,19 @@ def test_grayscale_and_alpha_inputs_become_rgb() -> None:
         to_rgb(torch.zeros(1, 2, 2, 4, 4))
 
 
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (torch.zeros(3, 16, 16, dtype=torch.uint8), "float tensor in \\[0, 1\\], got torch.uint8"),
+        (torch.full((3, 16, 16), 2.0), "must lie in \\[0, 1\\]"),
+        (torch.zeros(16, 16), "must have 3 or 4 dimensions"),
+    ],
+)
+def test_animate_rejects_bad_images(tiny: Cascade, image: torch.Tensor, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        tiny.animate(image, PROMPT, progress=False)
+
+
 def test_read_image_converts_grayscale_and_composites_alpha_over_black(tmp_path: Path) -> None:
     Image.fromarray(np.full((3, 5), 128, np.uint8), "L").save(tmp_path / "gray.png")
     rgba = np.zeros((3, 5, 4), np.uint8)

@@ -75,7 +75,9 @@ def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
 def fit_to_output(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """A (B, C, T, H, W) video in [0, 1] as RGB at ``height`` x ``width``: center-cropped to that aspect
     ratio and resized (antialiased bilinear), warning once when its size differs."""
-    if video.is_floating_point() and (float(video.min()) < 0.0 or float(video.max()) > 1.0):
+    if not video.is_floating_point():
+        raise ValueError(f"input must be a float tensor in [0, 1], got {video.dtype}")
+    if float(video.min()) < 0.0 or float(video.max()) > 1.0:
         raise ValueError("input values must lie in [0, 1]")
     video = to_rgb(video.float())
     in_h, in_w = video.shape[-2:]
