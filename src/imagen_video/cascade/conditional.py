@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from imagen_video.cascade.runner import Cascade, CascadeOutput, ProgressCallback
     from imagen_video.cascade.sampling import StageOverride, TextCondition
 
-DEFAULT_METHOD = "replacement"
+DEFAULT_METHOD = "reconstruction"
 """Default conditioning method, chosen by ``benchmarks/conditional_quality.py`` (docs/conditional.md)."""
 
 
