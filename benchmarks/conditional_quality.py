@@ -35,7 +35,6 @@ import numpy as np
 import torch
 
 from imagen_video.cascade import Cascade
-from imagen_video.cascade.cli_support import resolve_model_dir
 from imagen_video.cascade.conditioning import METHODS
 from imagen_video.serialization import atomic_write_json
 from imagen_video.world import ALL_COMBOS, ALL_STILLS, MOTIONS, Combo, analyze_clip, render_clip
@@ -249,6 +248,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=12, help="videos sampled together")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     parser.add_argument("--start", type=int, default=0, help="skip the first N cases of every task")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join the results of these runs instead")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -257,7 +257,7 @@ def main() -> None:
         atomic_write_json(args.out, merge(args.merge))
         return
     torch.set_num_threads(args.threads)
-    cascade = Cascade.from_pretrained(resolve_model_dir(args.model))
+    cascade = Cascade.from_pretrained(args.model, device=args.device)
     limits = parse_limits(args.limit)
     cells: dict[str, dict[str, object]] = {}
     for method in args.methods.split(","):
@@ -274,7 +274,7 @@ def main() -> None:
     result = {
         "command": "python " + " ".join(sys.argv),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
-        "machine": f"{platform.machine()} CPU, {args.threads} thread(s), torch {torch.__version__}",
+        "machine": f"{platform.machine()} {args.device}, {args.threads} thread(s), torch {torch.__version__}",
         "cascade": str(args.model),
         "weight_w_r": args.weight,
         "keep_input": False,

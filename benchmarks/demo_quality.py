@@ -1,7 +1,7 @@
-"""Issue 7's quality check of a cascade in the synthetic world, with the rendered ground-truth row.
+"""The quality of a cascade in the synthetic world (docs/demo-cascade.md), with the rendered ground-truth row.
 
 Samples one video per prompt and seed with the cascade's own sampling defaults (or per-stage
-overrides, as ``generate`` takes them) and scores it with both in-domain evaluators (issue 5):
+overrides, as ``generate`` takes them) and scores it with both in-domain evaluators (docs/world.md):
 attribute accuracy (color, shape and motion all right) and the world-CLIP score / R-Precision (99
 distractors) / Fréchet distance, and the motion's unevenness (``motion_step_cv``: about 0 for constant
 speed, about 1 for frames repeated in pairs). The ground-truth row scores world renders of the same
@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imagen_video.cascade import Cascade
-from imagen_video.cascade.cli_support import parse_overrides, resolve_model_dir
+from imagen_video.cascade import Cascade, StageOverride
+from imagen_video.cascade.registry import resolve_model_dir
+from imagen_video.prompts import read_prompt_file
 from imagen_video.world.evaluate import evaluate_world, ground_truth_row
 
 PROMPTS = Path(__file__).with_name("world_prompts.txt")
@@ -87,21 +88,31 @@ def table(rows: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def step_overrides(cascade: Cascade, specs: list[str]) -> dict[str, StageOverride]:
+    """``STAGE=N`` values to per-stage step overrides (the stage must exist)."""
+    overrides = {}
+    for spec in specs:
+        stage, _, steps = spec.partition("=")
+        cascade.config.stage(stage)
+        overrides[stage] = StageOverride(steps=int(steps))
+    return overrides
+
+
 def main() -> None:
     """Parse the arguments, evaluate the cascade and the ground truth, print (and write) the table."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="cascade directory or shipped name (default: the default)")
     p.add_argument("--prompts", type=Path, default=PROMPTS, help="canonical captions, one per line")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--steps", action="append", default=[], metavar="[STAGE=]N")
+    p.add_argument("--steps", action="append", default=[], metavar="STAGE=N", help="sampler steps of a stage")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--out", type=Path, default=None, help="write the rows and settings as JSON")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     model = resolve_model_dir(args.model)
-    prompts = [line.strip() for line in args.prompts.read_text().splitlines() if line.strip()]
+    prompts = [prompt for _, prompt in read_prompt_file(args.prompts)]
     cascade = Cascade.from_pretrained(model)
-    overrides = parse_overrides(cascade.config, steps=args.steps)
+    overrides = step_overrides(cascade, args.steps)
     rows = {"cascade": [score(cascade, prompts, seed, overrides) for seed in args.seeds]}
     frames, height, width = cascade.config.stages[-1].shape
     rows["rendered ground truth"] = [

@@ -1,4 +1,4 @@
-"""Issue 7's speed check: ``imagen-video generate`` end to end, each run a fresh process.
+"""The speed of ``imagen-video generate`` end to end, each run a fresh process.
 
 Times the whole command from outside (process start, imports, model and encoder loading, sampling,
 writing the file) and reads the command's own timing line for the split per stage. Prints a Markdown

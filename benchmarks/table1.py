@@ -15,11 +15,9 @@ their own stochastic sampler and step count (paper: 8), one forward per step wit
 
 Each row's videos are cached under ``OUT/rows/<row>/seed-<s>/`` per batch (``.npz`` + timing), so
 an interrupted run resumes where it stopped. Outputs: ``OUT/table1.json`` and ``OUT/table1.md``
-(with the command and the machine). ``--smoke`` builds the tiny cascade, distills every stage for a
-few steps and makes the whole table in a minute on a CPU:
+(with the command and the machine):
 
     python benchmarks/table1.py --original demo --distilled demo-distilled --out results/t1 --retime 1
-    python benchmarks/table1.py --smoke --out /tmp/table1-smoke
 """
 
 from __future__ import annotations
@@ -335,7 +333,7 @@ def run_table(
     With a subset of ``rows`` (e.g. only the slow original rows, before the distilled cascade exists)
     the rows are sampled into the cache and no table is written (returns None).
     """
-    from imagen_video.metrics.world import WorldMetrics
+    from imagen_video.world.metric import WorldMetrics
 
     torch_device = torch.device(device)
     original = Cascade.from_pretrained(original_dir, device=torch_device)
@@ -443,7 +441,7 @@ def render_markdown(table: dict[str, Any]) -> str:
 
 
 def _cascade_dir(text: str) -> Path:
-    from imagen_video.cascade.cli_support import resolve_model_dir
+    from imagen_video.cascade.registry import resolve_model_dir
 
     return resolve_model_dir(text)
 
@@ -460,9 +458,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="fully distilled cascade directory, same stage names (or shipped name: demo-distilled)",
     )
     p.add_argument("--out", type=Path, required=True, help="output / cache directory")
-    p.add_argument(
-        "--smoke", action="store_true", help="build a tiny original + distilled cascade and run on them"
-    )
     p.add_argument("--prompts", type=int, default=12, help="number of in-domain prompts (default 12)")
     p.add_argument("--seeds", default="0,1", help="comma-separated sampling seeds (default 0,1; paper: 4)")
     p.add_argument("--base-steps", type=int, default=256, help="original base steps (default 256)")
@@ -507,20 +502,20 @@ def parse_rows(text: str | None) -> tuple[Row, ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the table (or the smoke version); print the Markdown table."""
+    """Run the table; print the Markdown table."""
     args = parse_args(argv)
     progress = not args.no_progress
     high, low = (float(v) for v in args.oscillate.split(","))
     settings = TableSettings(
-        prompts=tuple(default_prompts(2 if args.smoke else args.prompts)),
+        prompts=tuple(default_prompts(args.prompts)),
         seeds=tuple(int(s) for s in args.seeds.split(",")),
-        base_steps=4 if args.smoke else args.base_steps,
-        sr_steps=2 if args.smoke else args.sr_steps,
+        base_steps=args.base_steps,
+        sr_steps=args.sr_steps,
         original_sampler=args.original_sampler,
         constant_w=args.constant_w,
         oscillate=(high, low),
         oscillate_k_fraction=args.oscillate_k_fraction,
-        batch_size=2 if args.smoke else args.batch_size,
+        batch_size=args.batch_size,
         retime=args.retime,
     )
     original, distilled, world_clip = args.original, args.distilled, args.world_clip
@@ -530,12 +525,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"table1: {error}", file=sys.stderr)
         return 2
     needs_distilled = any(r.combination != "original" for r in rows)
-    if args.smoke:
-        from imagen_video.distill.smoke import build_smoke_cascades
-
-        original, distilled, world_clip = build_smoke_cascades(args.out / "smoke", progress=progress)
-    elif original is None or (distilled is None and needs_distilled):
-        print("table1: --original and --distilled are required (or --smoke)", file=sys.stderr)
+    if original is None or (distilled is None and needs_distilled):
+        print("table1: --original and --distilled are required", file=sys.stderr)
         return 2
     command = shlex.join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])
     table = run_table(

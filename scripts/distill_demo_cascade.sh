@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Distill the shipped demo cascade (issue 8; paper sec. 2.7) with `imagen-video distill`, the way the
+# Distill the shipped demo cascade (paper sec. 2.7; docs/distillation.md) with `imagen-video distill`, the way the
 # shipped `demo-distilled` cascade was made. Three chains run side by side, one CPU thread each: the
 # base, then tsr1 -> ssr1, and tsr2 -> ssr2. Every command resumes, so rerunning continues.
 #
@@ -11,7 +11,7 @@
 #   then one more round, 8 -> 4, at the end.
 # - tsr2, ssr2 (unguided, sampled with 2 DDIM steps from t = 0.1 in the demo): only the
 #   zero-initialised w-embedding, then 8 -> 4 -> 2 on [0, 0.1]. 8 steps would be 4 times the demo's
-#   own cost there, so these two go to 2 (session 3 took them 32 -> 8 from t = 0.3).
+#   own cost there, so these two go to 2 (the 2026-11-26 02:08 UTC distillation took them 32 -> 8 from t = 0.3).
 # SR stages keep their sampler's truncated start (t = 0.3 for tsr1 and ssr1, 0.1 for tsr2 and ssr2):
 # the rounds distill the DDIM sampler on [0, t_start], the range it visits, and the stochastic
 # student samples that range.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Train the embedded demo cascade (issue 7) on the synthetic world with the project's own commands.
+# Train the embedded demo cascade (docs/demo-cascade.md) on the synthetic world with the project's own commands.
 # Two chains run side by side, one CPU thread each (torch with 2 threads on a busy 2-core machine is
 # many times slower than with 1): the base stage on one core, the four SR stages in turn on the other.
 # Every command resumes from its last checkpoint, so rerunning the script continues an interrupted run.
@@ -35,7 +35,7 @@ JSON
 # counts then count the new steps) instead of training the demo preset from scratch.
 CASCADE=demo
 if [ "${FROM_SHIPPED:-0}" = 1 ]; then
-  CASCADE=$(python -c "from imagen_video.cascade.cli_support import shipped_cascade_dir as d; print(d('demo'))")
+  CASCADE=$(python -c "from imagen_video.cascade.registry import shipped_cascade_dir as d; print(d('demo'))")
 fi
 
 train() {  # stage steps config [more train options]
@@ -56,7 +56,7 @@ base_pid=$!
   train ssr1 "${SSR1_STEPS:-2500}" "$RUNS/train_sr.json"
   train tsr2 "${TSR2_STEPS:-1768}" "$RUNS/train_sr.json"
   train ssr2 "${SSR2_STEPS:-4251}" "$RUNS/train_sr.json"
-  # Fine-tuning (session 4): the demo samples tsr2 and ssr2 from t = 0.1 (their noised input), so they
+  # Fine-tuning (added 2026-11-26): the demo samples tsr2 and ssr2 from t = 0.1 (their noised input), so they
   # continue on t ~ U(0, 0.35) only, close to the times they are sampled at.
   train tsr2 "${TSR2_FT_STEPS:-7246}" "$RUNS/train_sr.json" --t-max 0.35
   train ssr2 "${SSR2_FT_STEPS:-6793}" "$RUNS/train_sr.json" --t-max 0.35

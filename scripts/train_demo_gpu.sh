@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The GPU phases of the embedded demo cascade (issue 7), run after scripts/train_demo_cascade.sh, on one
+# The GPU phases of the embedded demo cascade (docs/demo-cascade.md), run after scripts/train_demo_cascade.sh, on one
 # CUDA GPU, four `train` processes side by side (the networks are small, so one process leaves most of
 # the GPU idle), in bf16 autocast at batch 64, each starting from a stage folder (--init-from):
-# - phase 1 (session 5): base, tsr1, ssr1 and ssr2 from the CPU run's stage folders;
-# - phase 2 (session 6): base, ssr1 and ssr2 from phase 1's, and tsr2 from the CPU run's.
+# - phase 1 (2026-11-26, 06:02 UTC weights): base, tsr1, ssr1 and ssr2 from the CPU run's stage folders;
+# - phase 2 (2026-11-26, 07:45 UTC weights, the shipped ones): base, ssr1 and ssr2 from phase 1's, and tsr2 from the CPU run's.
 # Every command resumes, so rerunning the script continues.
 #
 #   RUNS=runs/demo GPU_RUNS=runs/demo_gpu bash scripts/train_demo_gpu.sh
@@ -11,7 +11,7 @@
 # Step counts (the shipped ones) are overridable: BASE_STEPS, TSR1_STEPS, SSR1_STEPS, SSR2_STEPS for
 # phase 1, and BASE2_STEPS, SSR1_2_STEPS, TSR2_STEPS, SSR2_2_STEPS for phase 2; DEVICE (default cuda)
 # names the torch device. The shipped runs took about 11 and 7 minutes on one H200 (stopped by time;
-# docs/demo-cascade.md, sessions 5 and 6).
+# docs/demo-cascade.md, "Training record").
 set -euo pipefail
 RUNS=${RUNS:-runs/demo}
 GPU_RUNS=${GPU_RUNS:-runs/demo_gpu}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from imagen_video.cascade import CascadeOutput
-from imagen_video.cascade.cli_support import timing_report
+from imagen_video.cli._outputs import timing_report
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "generate_speed.py"
 

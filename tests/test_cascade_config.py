@@ -1,4 +1,4 @@
-"""Stage / cascade configs and presets (brief contract 6; paper sec. 2.2, Figure 6, sec. 3)."""
+"""Stage / cascade configs and presets (paper sec. 2.2, Figure 6, sec. 3)."""
 
 from __future__ import annotations
 

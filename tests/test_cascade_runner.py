@@ -122,7 +122,7 @@ def test_several_videos_per_prompt_and_stage_prefix(tiny: Cascade) -> None:
     [
         ({"prompts": ["ok", "  "]}, "prompt 1 is empty"),
         ({"prompts": []}, "non-empty list"),
-        ({"prompts": "a string"}, "non-empty list"),
+        ({"prompts": ""}, "prompt 0 is empty"),
         ({"prompts": ["a"], "num_videos_per_prompt": 0}, "num_videos_per_prompt must be an integer >= 1"),
     ],
 )
@@ -144,7 +144,7 @@ def test_text_encoder_width_must_match(tiny: Cascade) -> None:
 
 
 def test_guidance_distilled_stage_runs_one_forward_with_w(tiny: Cascade) -> None:
-    """A stage with use_guidance_embedding (issue 8) gets ONE forward per step with guidance_w (sec. 2.7)."""
+    """A stage with use_guidance_embedding gets ONE forward per step with guidance_w (sec. 2.7)."""
     config = tiny.config
     base = config.stages[0]
     student = base.replace(

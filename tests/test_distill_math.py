@@ -1,4 +1,4 @@
-"""Distillation targets, losses, students and plans on tiny U-Nets (paper sec. 2.7; diffusion-math.md
+"""Distillation targets, losses, students and plans on tiny U-Nets (paper sec. 2.7; docs/math.md
 secs. 10-12). No data, no text encoder: text tokens are random tensors."""
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _w_teacher() -> tuple[object, VideoUNet]:
 
 
 def test_student_ddim_step_lands_on_teacher_two_steps_through_training_target() -> None:
-    """diffusion-math.md sec. 10: from z_t, one DDIM step t -> t'' with the training x_target equals two
+    """docs/math.md sec. 10: from z_t, one DDIM step t -> t'' with the training x_target equals two
     DDIM steps t -> t' -> t'' of the cascade's own (guidance-conditioned) denoiser, at every i incl. 1."""
     stage, teacher = _w_teacher()
     n_student, batch, w = 4, 8, 3.0

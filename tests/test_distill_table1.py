@@ -1,5 +1,5 @@
 """``benchmarks/table1.py``: the synthetic-world Table 1 (paper sec. 3.4) — row settings, and the whole
-table on the tiny cascade (``--smoke``) with its cache and resume."""
+table on a tiny distilled cascade with its cache and resume."""
 
 from __future__ import annotations
 
@@ -109,7 +109,12 @@ def test_smoke_table_runs_caches_and_resumes(tmp_path: Path) -> None:
     """The whole table on the tiny cascade (distilled by the real loop): 6 generated rows + ground truth,
     finite metrics; a second run (re-timing every row) reads every row from the cache and reproduces
     the table's metrics."""
-    assert table1.main(["--smoke", "--out", str(tmp_path), "--no-progress"]) == 0
+    from table1_smoke import build_smoke_cascades
+
+    original, distilled, world_clip = build_smoke_cascades(tmp_path / "smoke")
+    tiny = ["--original", str(original), "--distilled", str(distilled), "--world-clip", world_clip]
+    tiny += ["--prompts", "2", "--base-steps", "4", "--sr-steps", "2", "--batch-size", "2"]
+    assert table1.main([*tiny, "--out", str(tmp_path), "--no-progress"]) == 0
     first = json.loads((tmp_path / "table1.json").read_text())
     assert [r["row"] for r in first["rows"]] == [r.key for r in table1.ROWS]
     steps = {r["row"]: (r["base_steps"], r["sr_steps"]) for r in first["rows"]}
@@ -121,7 +126,7 @@ def test_smoke_table_runs_caches_and_resumes(tmp_path: Path) -> None:
             assert row["summary"][key]["n"] == 2 and 0.0 <= row["summary"][key]["mean"] <= 100.0
     assert first["ground_truth"]["summary"]["world_attribute_accuracy"]["mean"] == 100.0
     assert "| ground truth |" in (tmp_path / "table1.md").read_text()
-    assert table1.main(["--smoke", "--out", str(tmp_path), "--no-progress", "--retime", "1"]) == 0
+    assert table1.main([*tiny, "--out", str(tmp_path), "--no-progress", "--retime", "1"]) == 0
     second = json.loads((tmp_path / "table1.json").read_text())
     assert all(r["batches_sampled_now"] == 0 for r in second["rows"])  # retiming keeps the cache
     assert all(r["sampling_seconds_per_batch"] > 0 for r in second["rows"])

@@ -19,7 +19,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from imagen_video.cascade import Cascade
-from imagen_video.cascade.cli_support import shipped_cascade_dir
+from imagen_video.cascade.registry import shipped_cascade_dir
 from imagen_video.cascade.stage_io import load_stage
 from imagen_video.models.attention import (
     CrossAttention,

@@ -1,4 +1,4 @@
-"""Training losses and conditioning dropout (paper eq. 2, secs. 2.4, 2.6.1; diffusion-math.md sec. 3)."""
+"""Training losses and conditioning dropout (paper eq. 2, secs. 2.4, 2.6.1; docs/math.md sec. 3)."""
 
 from __future__ import annotations
 

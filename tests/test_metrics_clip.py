@@ -14,7 +14,7 @@ from imagen_video.metrics.clip import (
     projected_features,
     r_precision_hits,
 )
-from imagen_video.metrics.tiny import save_tiny_clip
+from tiny_metric_networks import save_tiny_clip
 
 PROMPTS = [
     "a red circle moving left",

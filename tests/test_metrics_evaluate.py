@@ -1,4 +1,4 @@
-"""Frame FID, video directories, the evaluate driver and `imagen-video evaluate` end to end (issue 9)."""
+"""Frame FID, video directories, the evaluate driver and `imagen-video evaluate` end to end."""
 
 from __future__ import annotations
 
@@ -15,13 +15,13 @@ from imagen_video.metrics import MetricResult, MetricsConfig, build_metrics, fil
 from imagen_video.metrics import base as metrics_base
 from imagen_video.metrics.evaluate import VideoRun, evaluate_runs, generate_runs, render_markdown, summarize
 from imagen_video.metrics.fid import InceptionFrameFeatures, load_inception
-from imagen_video.metrics.tiny import (
+from imagen_video.metrics.videos import load_video_dir, read_video, save_video_npz
+from tiny_metric_networks import (
     save_tiny_clip,
     save_tiny_i3d,
     save_tiny_i3d_state_dict,
     save_tiny_inception,
 )
-from imagen_video.metrics.videos import load_video_dir, read_video, save_video_npz
 
 PROMPTS = ["a red circle moving left", "a blue square growing", "a green triangle moving up"]
 
@@ -352,7 +352,7 @@ def test_generated_videos_are_cached_and_resume_identically(tmp_path, monkeypatc
 def test_cli_samples_a_real_tiny_cascade(nets, tmp_path, capsys) -> None:
     cascade_mod = pytest.importorskip("imagen_video.cascade")
     from imagen_video.cascade.presets import tiny_cascade
-    from imagen_video.text.tiny import save_tiny_t5
+    from tiny_t5 import save_tiny_t5
 
     t5 = save_tiny_t5(tmp_path / "t5", words=" ".join(PROMPTS).split())
     cascade = cascade_mod.Cascade.from_config(
@@ -372,11 +372,11 @@ def test_cli_samples_a_real_tiny_cascade(nets, tmp_path, capsys) -> None:
 
 def test_world_metrics_plug_in(tmp_path) -> None:
     pytest.importorskip("imagen_video.world.clip")
-    from imagen_video.metrics.world import WorldMetrics
-    from imagen_video.text.tiny import save_tiny_t5
     from imagen_video.world.clip import WorldClip, WorldClipConfig, save_world_clip
+    from imagen_video.world.metric import WorldMetrics, register_world_metric
     from imagen_video.world.render import render_batch
     from imagen_video.world.spec import parse_caption
+    from tiny_t5 import save_tiny_t5
 
     t5 = save_tiny_t5(tmp_path / "t5", words=" ".join(PROMPTS).split())
     config = WorldClipConfig(
@@ -392,6 +392,7 @@ def test_world_metrics_plug_in(tmp_path) -> None:
     save_world_clip(WorldClip(config), tmp_path / "world_clip")
     clips = render_batch([parse_caption(p) for p in PROMPTS], frames=8, height=24, width=40, seed=0)
     videos = torch.from_numpy(clips).permute(0, 4, 1, 2, 3).float() / 255  # (N, C, T, H, W)
+    register_world_metric()
     metric = build_metrics(
         MetricsConfig(metrics=("world",), world_clip=str(tmp_path / "world_clip"), num_distractors=5)
     )[0]

@@ -1,4 +1,4 @@
-"""Fréchet distance (FID/FVD core, diffusion-math.md sec. 13): closed forms and invariants, float64."""
+"""Fréchet distance (FID/FVD core, docs/math.md sec. 13): closed forms and invariants, float64."""
 
 from __future__ import annotations
 

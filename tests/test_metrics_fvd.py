@@ -11,7 +11,7 @@ from imagen_video.metrics import MetricsConfig, build_metrics, frechet_distance,
 from imagen_video.metrics.fvd import FVD, preprocess_clips
 from imagen_video.metrics.i3d import InceptionI3d, Unit3D
 from imagen_video.metrics.networks import resize_bilinear_tf1
-from imagen_video.metrics.tiny import TinyI3D, save_tiny_i3d, save_tiny_i3d_state_dict
+from tiny_metric_networks import TinyI3D, save_tiny_i3d, save_tiny_i3d_state_dict
 
 
 @pytest.fixture(scope="module")

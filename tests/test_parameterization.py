@@ -1,4 +1,4 @@
-"""Forward process and v / eps / x conversions (paper secs. 2.1, 2.4; diffusion-math.md sec. 2)."""
+"""Forward process and v / eps / x conversions (paper secs. 2.1, 2.4; docs/math.md sec. 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Samplers against closed forms (paper eqs. 3-4, sec. 2.7; diffusion-math.md secs. 4, 5, 12).
+"""Samplers against closed forms (paper eqs. 3-4, sec. 2.7; docs/math.md secs. 4, 5, 12).
 
 The analytic denoiser for Gaussian data x ~ N(mu, s^2) is the posterior mean
 ``E[x | z_t] = mu + alpha s^2 / (alpha^2 s^2 + sigma^2) (z_t - alpha mu)``, so any error in a

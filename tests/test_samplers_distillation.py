@@ -1,4 +1,4 @@
-"""Progressive- and guidance-distillation targets (paper sec. 2.7; diffusion-math.md secs. 10-11)."""
+"""Progressive- and guidance-distillation targets (paper sec. 2.7; docs/math.md secs. 10-11)."""
 
 from __future__ import annotations
 

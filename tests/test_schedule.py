@@ -1,4 +1,4 @@
-"""Cosine log-SNR schedule (paper sec. 2.1; diffusion-math.md sec. 1): closed forms, endpoints, inverses."""
+"""Cosine log-SNR schedule (paper sec. 2.1; docs/math.md sec. 1): closed forms, endpoints, inverses."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ F32_T_ATOL = 2e-6
 
 
 def naive_logsnr(t: torch.Tensor, lmin: float = -20.0, lmax: float = 20.0) -> torch.Tensor:
-    """diffusion-math.md sec. 1 verbatim, used only in float64 as the reference."""
+    """docs/math.md sec. 1 verbatim, used only in float64 as the reference."""
     b = math.atan(math.exp(-lmax / 2))
     a = math.atan(math.exp(-lmin / 2)) - b
     return -2.0 * torch.log(torch.tan(a * t + b))
@@ -60,7 +60,7 @@ def test_alpha_sigma_unit_norm_and_snr() -> None:
     torch.testing.assert_close(torch.log(alpha**2 / sigma**2), logsnr, atol=1e-9, rtol=0)
     a32, s32 = alpha_sigma(logsnr.float())
     torch.testing.assert_close(a32**2 + s32**2, torch.ones_like(a32), atol=1e-6, rtol=0)
-    # At logsnr_max = 20: sigma_0 = sqrt(sigmoid(-20)) ~ 4.54e-5, not 0 (diffusion-math.md sec. 10).
+    # At logsnr_max = 20: sigma_0 = sqrt(sigmoid(-20)) ~ 4.54e-5, not 0 (docs/math.md sec. 10).
     assert alpha_sigma(20.0)[1].item() == pytest.approx(math.sqrt(1 / (1 + math.exp(20))), rel=1e-12)
 
 

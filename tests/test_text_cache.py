@@ -12,7 +12,7 @@ from safetensors import safe_open
 
 from imagen_video.text import CachedTextEncoder, EmbeddingCache, TextTruncationWarning, load_text_encoder
 from imagen_video.text.cache import INDEX_NAME, text_key
-from imagen_video.text.tiny import save_tiny_t5
+from tiny_t5 import save_tiny_t5
 
 MAX_LENGTH = 8
 LONG = "a red ball bounces left and right across the grass"  # 10 words + </s>: truncated at 8

@@ -10,7 +10,7 @@ import torch
 
 from imagen_video.cli import main
 from imagen_video.text import EmbeddingCache, TextTruncationWarning, load_text_encoder
-from imagen_video.text.tiny import save_tiny_t5
+from tiny_t5 import save_tiny_t5
 
 CAPTIONS = ["a red ball", "café", "一只红色的圆 🎈", "a red ball bounces left and right across the grass"]
 
@@ -51,6 +51,9 @@ def test_dataset_manifest(t5_name, tmp_path, capsys):
         {"media": "clips/2.npz", "kind": "video", "caption": "a red ball", "fps": 8.0},
     ]
     (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "clips").mkdir()
+    for record in records:  # the dataset is read as training reads it: its media must exist
+        (tmp_path / record["media"]).touch()
     assert _run("--encoder", t5_name, "--out", str(tmp_path / "cache"), "--data", str(tmp_path)) == 0
     assert "encoded 2, already cached 0, truncated 0 (max_length 64) of 2 distinct" in capsys.readouterr().out
 
@@ -69,16 +72,16 @@ def test_user_errors(t5_name, tmp_path, capsys):
     out = str(tmp_path / "cache")
     missing = tmp_path / "missing.txt"
     assert _run("--encoder", t5_name, "--out", out, "--captions", str(missing)) == 2
-    assert f"caption file '{missing}' does not exist" in capsys.readouterr().err
+    assert f"prompt file '{missing}' does not exist" in capsys.readouterr().err
     blank = tmp_path / "blank.txt"
     blank.write_text("\n  \n", encoding="utf-8")
     assert _run("--encoder", t5_name, "--out", out, "--captions", str(blank)) == 2
-    assert "holds no captions" in capsys.readouterr().err
+    assert "holds no prompts" in capsys.readouterr().err
     (tmp_path / "manifest.jsonl").write_text('{"media": "a.npz", "kind": "image"}\n')
     assert _run("--encoder", t5_name, "--out", out, "--data", str(tmp_path)) == 2
-    assert "manifest.jsonl:1: record has no string field 'caption'" in capsys.readouterr().err
+    assert "manifest.jsonl line 1: 'caption' must be a string, got None" in capsys.readouterr().err
     assert _run("--encoder", t5_name, "--out", out, "--data", str(tmp_path / "none")) == 2
-    assert "no dataset manifest at" in capsys.readouterr().err
+    assert "dataset path does not exist" in capsys.readouterr().err
 
     good = tmp_path / "good.txt"
     good.write_text("a red ball\n", encoding="utf-8")

@@ -19,7 +19,7 @@ from imagen_video.text import (
     embedded_model_dir,
     load_text_encoder,
 )
-from imagen_video.text.tiny import save_tiny_t5
+from tiny_t5 import save_tiny_t5
 
 MAX_LENGTH = 8
 PROMPTS = ["a red ball", "", "一只红色的圆 🎈", "café", "Blue  cube, spins!"]

@@ -1,5 +1,5 @@
 """``train_step`` / ``stage_loss``: conditioning dropout (sec. 2.6.1), SR conditioning upsampling and noise
-augmentation (sec. 2.5, diffusion-math.md sec. 8), gradient accumulation and clipping."""
+augmentation (sec. 2.5, docs/math.md sec. 8), gradient accumulation and clipping."""
 
 from __future__ import annotations
 

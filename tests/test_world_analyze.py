@@ -1,4 +1,4 @@
-"""Attribute analyzer: >= 99% on rendered clips at 24x40 and above, layouts, edge cases (issue 5)."""
+"""Attribute analyzer: >= 99% on rendered clips at 24x40 and above, layouts, edge cases."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from imagen_video.world.spec import ALL_COMBOS, ALL_STILLS, DEFAULT_HOLDOUT, Com
 def test_recognises_all_three_attributes_on_rendered_clips(
     size: tuple[int, int], combos: list[Combo]
 ) -> None:
-    # 324 clips at 24x40 (the issue's bar: >= 99%), 54 at 48x80
+    # 324 clips at 24x40 (the analyzer's bar: >= 99%), 54 at 48x80
     videos = render_batch(combos, frames=16, height=size[0], width=size[1], seed=2024)
     result = attribute_accuracy(videos, combos)
     assert result["overall"] >= 0.99, result

@@ -1,4 +1,4 @@
-"""In-domain world CLIP: shipped weights reach R-Precision >= 0.9, metric definitions, save/load (issue 5)."""
+"""In-domain world CLIP: shipped weights reach R-Precision >= 0.9, metric definitions, save/load."""
 
 from __future__ import annotations
 

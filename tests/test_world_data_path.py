@@ -1,4 +1,4 @@
-"""The synthetic world's `data synth` output trains through the real data path (issue 5)."""
+"""The synthetic world's `data synth` output trains through the real data path."""
 
 from __future__ import annotations
 

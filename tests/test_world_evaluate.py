@@ -1,8 +1,9 @@
-"""Both in-domain evaluators together; the ground-truth row on rendered clips (issue 5)."""
+"""Both in-domain evaluators together; the ground-truth row on rendered clips."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,3 +45,20 @@ def test_single_video_has_no_fd_and_reference_can_be_given() -> None:
     pair = render_prompts(PROMPTS[:4], 16, 24, 40, seed=5)
     same = evaluate_world(pair, PROMPTS[:4], reference=pair, model=model)
     assert same["fd"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_metrics_package_never_imports_the_world() -> None:
+    """The world builds on the metrics (Fréchet distance, the Metric protocol), never the reverse,
+    not even lazily: no module of ``imagen_video.metrics`` names ``imagen_video.world``."""
+    import ast
+
+    import imagen_video.metrics
+
+    names = []
+    for path in Path(imagen_video.metrics.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names.append(node.module)
+            elif isinstance(node, ast.Import):
+                names.extend(alias.name for alias in node.names)
+    assert names and not [name for name in names if name.startswith("imagen_video.world")]

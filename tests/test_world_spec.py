@@ -1,4 +1,4 @@
-"""World vocabulary, captions, paraphrases and holdout parsing (issue 5)."""
+"""World vocabulary, captions, paraphrases and holdout parsing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`imagen-video data synth`: contract-4 manifest + npz media, determinism, holdout, CLI errors (issue 5)."""
+"""`imagen-video data synth`: manifest + npz media, determinism, holdout, CLI errors."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Tier-2 analyzer: >= 99% on rendered two-object clips at 24x40 and text clips at 48x80 and above,
-component labelling, wrong prompts, mixed tiers, layouts and edge cases (issue 5)."""
+component labelling, wrong prompts, mixed tiers, layouts and edge cases."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _pairs(count: int, seed: int) -> list[PairScene]:
 @pytest.mark.parametrize(
     ("size", "frames", "scenes"),
     [
-        ((24, 40), 16, _pairs(240, 0)),  # the issue's bar: >= 99% at 24x40
+        ((24, 40), 16, _pairs(240, 0)),  # the analyzer's bar: >= 99% at 24x40
         ((48, 80), 8, _pairs(48, 1)),
         ((48, 80), 16, list(ALL_TEXT_SCENES[::2])),  # 192: every word and motion, 3 colors each
         ((96, 160), 8, list(ALL_TEXT_SCENES[1::8])),

@@ -1,4 +1,4 @@
-"""Tier-2 renderer: determinism, no overlap, gap change, scroll distance and exact text coverage (issue 5)."""
+"""Tier-2 renderer: determinism, no overlap, gap change, scroll distance and exact text coverage."""
 
 from __future__ import annotations
 

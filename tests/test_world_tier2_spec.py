@@ -1,4 +1,4 @@
-"""Tier-2 vocabulary: pair and text scenes, canonical captions, parsing, paraphrases, attributes (issue 5)."""
+"""Tier-2 vocabulary: pair and text scenes, canonical captions, parsing, paraphrases, attributes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`data synth --tier2-fraction`: tier-2 records, the training data loader, tier 1 unchanged (issue 5)."""
+"""`data synth --tier2-fraction`: tier-2 records, the training data loader, tier 1 unchanged."""
 
 from __future__ import annotations
 

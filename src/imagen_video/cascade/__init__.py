@@ -1,5 +1,5 @@
 """The cascade: stage / cascade configs and presets, stage folders, the runner and video export
-(paper sec. 2.2, Figure 6; brief contract 6).
+(paper sec. 2.2, Figure 6; docs/CONTRIBUTING.md, "Cascade directory").
 
 - :class:`StageConfig`, :class:`CascadeConfig`, :func:`get_cascade_preset` ("tiny", "demo", "paper");
 - :func:`save_stage` / :func:`load_stage`: the single reader / writer of a stage folder;

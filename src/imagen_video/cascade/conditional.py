@@ -32,6 +32,7 @@ from imagen_video.cascade.conditioning import (
 )
 from imagen_video.cascade.config import StageConfig
 from imagen_video.cascade.video_input import center_crop_to_aspect
+from imagen_video.diffusion._random import Generators
 from imagen_video.samplers import Denoise
 
 if TYPE_CHECKING:
@@ -124,7 +125,7 @@ def sample_known(
     method: str = DEFAULT_METHOD,
     weight: float = DEFAULT_RECONSTRUCTION_WEIGHT,
     keep_input: bool = True,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     overrides: Mapping[str, StageOverride] | None = None,
     callback: ProgressCallback | None = None,
     offload: bool = False,
@@ -167,7 +168,7 @@ def animate(
     prompt: str | Sequence[str],
     *,
     last_frame: torch.Tensor | None = None,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     **options: object,
 ) -> CascadeOutput:
     """Image-to-video: ``image`` (C, H, W) or (B, C, H, W) in [0, 1] is the first frame of a video
@@ -221,7 +222,7 @@ def extend(
     *,
     frames: int = 16,
     backward: bool = False,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     progress: bool = True,
     **options: object,
 ) -> CascadeOutput:

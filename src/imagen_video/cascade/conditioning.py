@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from imagen_video.diffusion import _random
+from imagen_video.diffusion._random import Generators
 from imagen_video.diffusion.guidance import Denoise
 
 Method = Literal["replacement", "reconstruction"]
@@ -48,7 +49,7 @@ def noised_known(
     logsnr_t: torch.Tensor,
     known: torch.Tensor,
     mask: torch.Tensor,
-    generator: torch.Generator | None,
+    generator: Generators,
 ) -> torch.Tensor:
     """``z_t`` (N, C, T, H, W) with the ``mask`` (T,) frames replaced by ``alpha_t known + sigma_t eps``,
     a fresh draw of the forward process q(z_t | x^a) (paper eq. 1) at each sample's ``logsnr_t`` (N,)."""
@@ -64,7 +65,7 @@ def replacement_denoiser(
     known: torch.Tensor,
     mask: torch.Tensor,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     keep: bool = True,
 ) -> Denoise:
     """The replacement method (Video Diffusion Models sec. 3.1) around ``denoise``.
@@ -87,7 +88,7 @@ def reconstruction_guided_denoiser(
     mask: torch.Tensor,
     *,
     weight: float = DEFAULT_RECONSTRUCTION_WEIGHT,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     keep: bool = True,
 ) -> Denoise:
     """Reconstruction-guided sampling (Video Diffusion Models eq. 7) around ``denoise``.
@@ -129,7 +130,7 @@ def conditioned_denoiser(
     method: str,
     *,
     weight: float = DEFAULT_RECONSTRUCTION_WEIGHT,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     keep: bool = True,
 ) -> Denoise:
     """``denoise`` conditioned on ``known`` frames by ``method`` (:data:`METHODS`); a mask without

@@ -1,4 +1,4 @@
-"""Stage and cascade configs (brief contract 6; paper sec. 2.2 and Figure 6).
+"""Stage and cascade configs (paper sec. 2.2 and Figure 6).
 
 A cascade is a base stage followed by interleaved temporal (TSR) and spatial (SSR) super-resolution
 stages. Each :class:`StageConfig` holds its network (:class:`UNetConfig`), its diffusion
@@ -13,13 +13,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from typing import Literal, get_args
 
 from imagen_video.diffusion.config import DiffusionConfig, GuidanceConfig, SamplerConfig, ThresholdConfig
 from imagen_video.models.config import UNetConfig
 from imagen_video.serialization import JsonConfig
 
-STAGE_KINDS = ("base", "tsr", "ssr")
-TEMPORAL_UPSAMPLE = ("repeat", "blank")
+StageKind = Literal["base", "tsr", "ssr"]
+TemporalUpsample = Literal["repeat", "blank"]
+STAGE_KINDS: tuple[str, ...] = get_args(StageKind)
+TEMPORAL_UPSAMPLE: tuple[str, ...] = get_args(TemporalUpsample)
 SAMPLING_FIELDS = ("aug_logsnr", "sampler", "guidance", "threshold", "sample_tile")
 """StageConfig fields that only change how a stage is sampled, not its trained network; a cascade
 directory's ``cascade.json`` may set them differently from the stage folder's ``config.json``."""
@@ -45,7 +48,7 @@ class StageConfig(JsonConfig):
     """
 
     name: str  # folder name of the stage in a cascade directory, e.g. "base", "tsr1", "ssr2"
-    kind: str  # "base" (text -> video), "tsr" (more frames), "ssr" (more pixels)
+    kind: StageKind  # "base" (text -> video), "tsr" (more frames), "ssr" (more pixels)
     unet: UNetConfig  # the denoising network (paper sec. 2.3)
     diffusion: DiffusionConfig  # schedule, prediction and training loss (secs. 2.1, 2.4)
     frames: int  # output T
@@ -55,7 +58,7 @@ class StageConfig(JsonConfig):
     cond_frames: int | None = None  # input T (previous stage's output); None for the base
     cond_height: int | None = None  # input H
     cond_width: int | None = None  # input W
-    temporal_upsample: str = "repeat"  # TSR input upsampling: "repeat" frames or insert "blank" frames
+    temporal_upsample: TemporalUpsample = "repeat"  # TSR input: "repeat" frames or insert "blank" frames
     aug_logsnr: float = math.log(5.0)  # fixed sampling-time aug level (sec. 2.5: "SNR 3 or 5")
     sampler: SamplerConfig = dataclasses.field(default_factory=SamplerConfig)
     guidance: GuidanceConfig = dataclasses.field(default_factory=GuidanceConfig)

@@ -1,4 +1,5 @@
-"""The cascade directory (brief contract 6): ``cascade.json`` plus one stage folder per stage.
+"""The cascade directory: ``cascade.json`` plus one stage folder per stage (docs/CONTRIBUTING.md,
+"Cascade directory").
 
 ``cascade.json`` holds a format tag, the stage order, the text encoder's identity (when known) and
 the :class:`CascadeConfig` (stage shapes, fps and the default sampler, guidance, thresholding and
@@ -13,14 +14,19 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from imagen_video.cascade.config import SAMPLING_FIELDS, CascadeConfig, StageConfig
-from imagen_video.cascade.stage_io import CONFIG_FILE, WEIGHTS_FILE, StageLoadError, read_stage_config
-from imagen_video.serialization import atomic_write, atomic_write_json
+from imagen_video.cascade.stage_io import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    StageLoadError,
+    copy_stage_folder,
+    read_stage_config,
+)
+from imagen_video.serialization import atomic_write_json
 
 CASCADE_FILE = "cascade.json"
 CASCADE_FORMAT = "imagen-video-cascade"
@@ -140,21 +146,21 @@ def order_stages(stages: list[StageConfig]) -> list[StageConfig]:
     chain, rest = [bases[0]], [s for s in stages if s.kind != "base"]
     while rest:
         nxt = [s for s in rest if s.cond_shape == chain[-1].shape]
-        if len(nxt) != 1:
-            what = "several stages" if nxt else "no stage"
+        output = "x".join(str(n) for n in chain[-1].shape)
+        if not nxt:
+            inputs = ", ".join(f"{s.name} takes {'x'.join(str(n) for n in s.cond_shape)}" for s in rest)
             raise ValueError(
-                f"{what} ({', '.join(s.name for s in nxt) or '-'}) take stage {chain[-1].name!r}'s output "
-                f"{chain[-1].shape}; left: {', '.join(s.name for s in rest)}; give the order explicitly"
+                f"no stage takes stage {chain[-1].name!r}'s output {output} (frames x height x width) as "
+                f"its input ({inputs}): a stage producing the input of {rest[0].name} is missing"
+            )
+        if len(nxt) > 1:
+            raise ValueError(
+                f"several stages ({', '.join(s.name for s in nxt)}) take stage {chain[-1].name!r}'s "
+                f"output {output}; give the order explicitly (--order)"
             )
         chain.append(nxt[0])
         rest.remove(nxt[0])
     return chain
-
-
-def _copy_stage_folder(source: Path, target: Path) -> None:
-    """Copy a stage folder's two files (weights first, each atomically) into ``target``."""
-    for name in (WEIGHTS_FILE, CONFIG_FILE):
-        atomic_write(target / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
 
 
 def assemble_cascade(
@@ -168,7 +174,7 @@ def assemble_cascade(
     text_encoder_identity: str | None = None,
     text_dim: int | None = None,
 ) -> CascadeConfig:
-    """Write ``cascade.json`` over trained stage folders and return the config (brief contract 6).
+    """Write ``cascade.json`` over trained stage folders and return the config.
 
     ``stage_dirs``: stage folders to copy into ``<directory>/<stage name>/`` (e.g. a training run's
     ``<run>/stage``); default: the stage folders already in ``directory``. ``order``: the stage names
@@ -208,6 +214,6 @@ def assemble_cascade(
     for stage in stages:
         source, target = by_name[stage.name][0], root / stage.name
         if source.resolve() != target.resolve():
-            _copy_stage_folder(source, target)
+            copy_stage_folder(source, target)
     write_cascade_json(root, CascadeManifest(config, text_encoder_identity))
     return config

@@ -1,8 +1,8 @@
 """Write generated videos to disk: H.264 ``.mp4``, animated ``.gif`` / ``.webp``, or a folder of PNG frames.
 
-Input is a video at the user boundary (brief, contract 5): a float ``(C, T, H, W)`` array or tensor in
-[0, 1] (one sample of a cascade output) or a uint8 ``(T, H, W, 3)`` array. The container is chosen by
-the path's suffix (or an explicit ``format``); a path without a suffix or ending in ``/`` means a
+Input is a video at the user boundary (docs/CONTRIBUTING.md, "Conventions"): a float ``(C, T, H, W)``
+array or tensor in [0, 1] (one sample of a cascade output) or a uint8 ``(T, H, W, 3)`` array. The container is
+chosen by the path's suffix (or an explicit ``format``); a path without a suffix or ending in ``/`` means a
 directory of PNG frames ``frame_00000.png, ...``. Every write is atomic: the file (or the frame folder)
 is written under a temporary name beside the target and renamed into place only when complete, so an
 exception or Ctrl-C never leaves a partial file at the requested path.

@@ -1,4 +1,4 @@
-"""Named cascade presets (brief contract 6): ``tiny`` (tests), ``demo`` (the embedded CPU cascade) and
+"""Named cascade presets: ``tiny`` (tests), ``demo`` (the embedded CPU cascade) and
 ``paper`` (the 7 stages of Figure 6 with T5-XXL and the sampler settings of sec. 3 / Table 1).
 
 Guidance weights are in the paper's eq. 5 convention (w = 0: no guidance); see
@@ -128,12 +128,12 @@ def _demo_tsr2_unet() -> UNetConfig:
 
 
 def demo_cascade() -> CascadeConfig:
-    """The embedded demo cascade (issue 7): five stages, the paper's base / TSR / SSR pattern.
+    """The embedded demo cascade (docs/demo-cascade.md): five stages, the paper's base / TSR / SSR pattern.
 
     base 8x12x20 @ 2 fps (temporal attention, spatial attention at 6x10 and 3x5)
     -> tsr1 16x12x20 @ 4 fps -> ssr1 16x24x40 (spatial attention at 6x10) -> tsr2 32x24x40 @ 8 fps
     -> ssr2 32x48x80, fully convolutional, trained on 24x40 crops (sec. 2.3). SR stages use temporal
-    convolutions. Default sampling is DDIM with 8 base steps and 4/4/2/2 SR steps: issue 7's rule,
+    convolutions. Default sampling is DDIM with 8 base steps and 4/4/2/2 SR steps:
     the fastest setting within 2 points of the best attribute accuracy (base 4 and SR 2/2/1/1 fell 6-8
     points; docs/demo-cascade.md). Guidance is oscillating on the base and the first two SR stages
     and off above 80x48 (sec. 2.6.2); SR stages start from their noised input
@@ -173,8 +173,8 @@ def _from_noised_input(stage: StageConfig) -> StageConfig:
     noise (the paper's start) they blurred and grained the shapes. On 18 world prompts t = 0.3 raised
     the attribute accuracy from 0.44 (aug log-SNR 3, t = 1) to 0.67; on 36 prompts t = 0.1 for the
     last two stages, fine-tuned on t <= 0.35, raised it from 0.67-0.69 to 0.86-0.92. With the
-    GPU-trained stages of session 5, t = 1 for tsr1 and ssr1 is close behind (R-Precision 0.931
-    against 0.958 on seed 0; docs/demo-cascade.md).
+    first GPU-trained stages (v5 in docs/demo-cascade.md), t = 1 for tsr1 and ssr1 is close behind
+    (R-Precision 0.931 against 0.958 on seed 0).
     """
     start_from = "interpolated" if stage.kind == "tsr" else "upsampled"
     sampler = stage.sampler.replace(t_start=DEMO_SR_T_START[stage.name], start_from=start_from)

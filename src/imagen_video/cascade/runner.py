@@ -29,6 +29,8 @@ from imagen_video.cascade.directory import (
     resolve_stage_config,
     write_cascade_json,
 )
+from imagen_video.cascade.pipeline import PipelineMixin, save_output
+from imagen_video.cascade.registry import resolve_model_dir
 from imagen_video.cascade.sampling import StageOverride, TextCondition, on_device, sample_stage
 from imagen_video.cascade.stage_io import (
     StageLoadError,
@@ -38,6 +40,9 @@ from imagen_video.cascade.stage_io import (
     save_stage,
 )
 from imagen_video.cascade.video_input import fit_to_stage
+from imagen_video.device import resolve_device
+from imagen_video.diffusion._random import Generators
+from imagen_video.prompts import check_prompts
 from imagen_video.samplers import Denoise, StepInfo
 from imagen_video.text.base import TextEncoder
 
@@ -52,11 +57,12 @@ class CascadeStep:
     steps: int  # steps of this stage
     done: int  # steps finished over the whole run, this one included
     total: int  # steps of the whole run
+    x_hat: torch.Tensor | None = None  # (N, C, T, H, W) the step's x prediction; the output at the last step
 
 
 @dataclasses.dataclass(frozen=True)
 class CascadeOutput:
-    """A cascade's result: ``video`` (B, C, T, H, W) float32 on the CPU in [0, 1] (contract 5) at ``fps``;
+    """A cascade's result: ``video`` (B, C, T, H, W) float32 on the CPU in [0, 1] at ``fps``;
     ``timings`` maps each stage name run to its wall-clock seconds; ``text_seconds`` is the encoder's."""
 
     video: torch.Tensor
@@ -65,11 +71,16 @@ class CascadeOutput:
     text_seconds: float
     prompts: list[str | None]
 
+    def save(self, path: str | os.PathLike[str], *, format: str | None = None, scale: int = 1) -> list[Path]:
+        """Write the videos (mp4, gif, webp, PNG frames, or ``grid``: one contact-sheet PNG); see
+        :func:`imagen_video.cascade.pipeline.save_output`."""
+        return save_output(self, path, format=format, scale=scale)
+
 
 ProgressCallback = Callable[[CascadeStep], None]
 
 
-class Cascade:
+class Cascade(PipelineMixin):
     """A cascade of video diffusion models (paper sec. 2.2): config, stage networks, text encoder.
 
     Build it with :meth:`from_pretrained` (a cascade directory), or :meth:`from_config` (random
@@ -130,16 +141,23 @@ class Cascade:
         cls,
         path: str | os.PathLike[str],
         *,
-        device: str | torch.device = "cpu",
+        device: str | torch.device = "auto",
         dtype: torch.dtype | None = None,
         text_encoder: TextEncoder | None = None,
+        manifest: CascadeManifest | None = None,
     ) -> Cascade:
-        """Load a cascade directory (``cascade.json`` + one stage folder per stage, contract 6).
+        """Load a cascade: a shipped one by name (``"demo"``, ``"demo-distilled"``, see
+        :mod:`imagen_video.cascade.registry`) or a cascade directory (``cascade.json`` + one stage
+        folder per stage, see :mod:`imagen_video.cascade.directory`). ``device="auto"``: CUDA, then
+        MPS, then the CPU.
 
+        ``manifest``: that directory's ``cascade.json`` when the caller has read it already.
         Raises :class:`CascadeLoadError` when ``path`` is not a cascade, or naming the stage whose
         folder, config or weights are missing or do not match.
         """
-        manifest = read_cascade_json(path)
+        path = resolve_model_dir(path)
+        device = resolve_device(device)
+        manifest = manifest if manifest is not None else read_cascade_json(path)
         stages, models = [], {}
         for stage in manifest.config.stages:
             resolved = resolve_stage_config(path, stage)
@@ -206,8 +224,17 @@ class Cascade:
         return self.config.stages[0].unet.text.dim
 
     def encode(self, prompts: Sequence[str]) -> TextCondition:
-        """Encode prompts once for all stages (sec. 2.2); long prompts are truncated with a warning."""
-        embeddings = self.text_encoder.encode(list(prompts))
+        """Encode prompts once for all stages (sec. 2.2); long prompts are truncated with one warning
+        (also when the embeddings come from a cache)."""
+        from imagen_video.text.base import TextTruncationWarning, truncation_message
+
+        encoder = self.text_encoder
+        embeddings = encoder.encode(list(prompts), warn_truncation=False)
+        if any(embeddings.truncated):
+            message = truncation_message(
+                sum(embeddings.truncated), len(prompts), encoder.max_length, encoder.identity
+            )
+            warnings.warn(message, TextTruncationWarning, stacklevel=2)
         return TextCondition(
             tokens=embeddings.tokens.to(self.device, torch.float32),  # (B, L, D)
             mask=embeddings.mask.to(self.device),  # (B, L)
@@ -235,9 +262,9 @@ class Cascade:
 
     def generate(
         self,
-        prompts: list[str],
+        prompts: str | Sequence[str],
         *,
-        generator: torch.Generator | None = None,
+        generator: Generators = None,
         num_videos_per_prompt: int = 1,
         overrides: Mapping[str, StageOverride] | None = None,
         callback: ProgressCallback | None = None,
@@ -247,12 +274,15 @@ class Cascade:
     ) -> CascadeOutput:
         """Generate ``num_videos_per_prompt`` videos per prompt through the cascade (paper Figure 6).
 
-        Returns :class:`CascadeOutput` with ``video`` (len(prompts) * num_videos_per_prompt, C, T, H, W)
+        ``prompts``: one prompt or a list. Returns :class:`CascadeOutput` with ``video``
+        (len(prompts) * num_videos_per_prompt, C, T, H, W)
         in [0, 1], grouped by prompt, at the last run stage's fps. ``overrides``: per-stage sampling
         changes; ``stages``: run only the first stages (a prefix starting at the base); ``offload``:
         keep only the running stage on the device; ``callback`` gets a :class:`CascadeStep` per step.
+        ``generator``: one for the whole run, or one per output video (that video's noise then comes
+        from its generator alone, whatever else shares the batch).
         """
-        prompts = _check_prompts(prompts)
+        prompts = check_prompts([prompts] if isinstance(prompts, str) else prompts)
         _check_count(num_videos_per_prompt)
         run = self._apply_overrides(self.select_stages(stages, from_base=True), overrides)
         start = time.perf_counter()
@@ -290,7 +320,7 @@ class Cascade:
         if prompt is None:
             text = TextCondition.unconditional(batch, self.text_dim, self.device)
         else:
-            text = self.encode(_check_prompts([prompt])).repeat_interleave(batch)
+            text = self.encode(check_prompts([prompt])).repeat_interleave(batch)
         text_seconds = time.perf_counter() - start
         out, timings = self._run_stages(run, text, previous, generator, callback, offload, progress)
         out_fps = fps if fps is not None else self.config.stages[self.config.index(run[0].name) - 1].fps
@@ -324,7 +354,7 @@ class Cascade:
         run: list[StageConfig],
         text: TextCondition,
         previous: torch.Tensor | None,
-        generator: torch.Generator | None,
+        generator: Generators,
         callback: ProgressCallback | None,
         offload: bool,
         progress: bool,
@@ -352,7 +382,8 @@ class Cascade:
                     bar.set_postfix_str(f"step {info.step + 1}/{info.steps}", refresh=False)
                     bar.update(1)
                     if callback is not None:
-                        callback(CascadeStep(stage.name, index, info.step, info.steps, done, total))
+                        step = CascadeStep(stage.name, index, info.step, info.steps, done, total, info.x_hat)
+                        callback(step)
 
                 with on_device(self.models[stage.name], self.device, offload) as model:
                     previous = sample_stage(
@@ -390,18 +421,6 @@ def select_stages(
     if not from_base and indices[0] == 0:
         raise ValueError("upsample runs super-resolution stages only; leave out the base stage")
     return [all_stages[i] for i in indices]
-
-
-def _check_prompts(prompts: Sequence[str]) -> list[str]:
-    """Prompts as a list; ValueError naming the first empty or non-str prompt."""
-    if isinstance(prompts, str) or not isinstance(prompts, Sequence) or not prompts:
-        raise ValueError(f"prompts must be a non-empty list of strings, got {prompts!r}")
-    for index, prompt in enumerate(prompts):
-        if not isinstance(prompt, str):
-            raise ValueError(f"prompt {index} is {type(prompt).__name__}, not str")
-        if not prompt.strip():
-            raise ValueError(f"prompt {index} is empty")
-    return list(prompts)
 
 
 def _check_count(num_videos_per_prompt: int) -> None:

@@ -1,4 +1,4 @@
-"""Sampling one stage of the cascade (paper secs. 2.2-2.7; diffusion-math.md secs. 3b, 6-8, 12).
+"""Sampling one stage of the cascade (paper secs. 2.2-2.7; docs/math.md secs. 3b, 6-8, 12).
 
 A stage takes the text embeddings and (for SR stages) the previous stage's output, upsamples that
 input to its own shape (bilinear in space, frame repetition / blank frames in time, sec. 2.3),
@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 import torch
 
 from imagen_video.cascade.config import StageConfig
+from imagen_video.diffusion._random import Generators
 from imagen_video.diffusion.augment import noise_augment
 from imagen_video.diffusion.config import GuidanceConfig, ThresholdConfig, no_guidance
 from imagen_video.diffusion.guidance import Denoise, GuidanceSchedule, guided_denoiser, threshold
@@ -282,7 +283,7 @@ def sample_stage(
     text: TextCondition,
     previous: torch.Tensor | None,
     *,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     callback: Callback | None = None,
     autocast_dtype: torch.dtype | None = None,
     wrap: Callable[[Denoise], Denoise] | None = None,

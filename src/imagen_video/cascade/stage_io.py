@@ -1,4 +1,4 @@
-"""The single place that reads and writes a stage folder (brief contract 6).
+"""The single place that reads and writes a stage folder (docs/CONTRIBUTING.md, "Cascade directory").
 
 A stage folder ``<cascade dir>/<stage name>/`` holds ``config.json`` (the :class:`StageConfig`) and
 ``model.safetensors`` (the network's weights; the EMA weights when written by training). Both are
@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import torch
 
 from imagen_video.cascade.config import StageConfig
-from imagen_video.serialization import atomic_write_json, save_safetensors_atomic
+from imagen_video.serialization import atomic_write, atomic_write_json, save_safetensors_atomic
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -43,6 +44,15 @@ def save_stage(directory: str | os.PathLike[str], stage_cfg: StageConfig, model:
     save_safetensors_atomic(dict(state), folder / WEIGHTS_FILE, metadata=metadata)
     atomic_write_json(folder / CONFIG_FILE, stage_cfg.to_dict())
     return folder
+
+
+def copy_stage_folder(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Copy a stage folder's two files into ``target``, weights first, each atomically (a reader never
+    sees a config without its weights); returns ``target``."""
+    source, target = Path(source), Path(target)
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        atomic_write(target / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
+    return target
 
 
 def read_stage_config(directory: str | os.PathLike[str], stage_name: str | None = None) -> StageConfig:

@@ -1,7 +1,8 @@
 """Preparing an existing video for the SR stages (paper sec. 2.2: the SR models apply to real videos).
 
-:func:`read_video` decodes a file (PyAV) or a directory of frames to (C, T, H, W) float in [0, 1] and
-its frame rate; :func:`frame_stride` picks the frame skipping that brings the video's frame rate to
+:func:`read_video` decodes a video file or a directory of frames (through
+:mod:`imagen_video.data.decode`, the decoder of the training data) to (C, T, H, W) float in [0, 1]
+and its frame rate; :func:`frame_stride` picks the frame skipping that brings the video's frame rate to
 what a stage expects (the paper builds its training data by skipping frames, sec. 3);
 :func:`fit_to_stage` center-crops to the stage's input aspect ratio and resizes (antialiased
 bilinear, as the paper's data processing) to its input H x W, keeping every frame.
@@ -10,7 +11,6 @@ bilinear, as the paper's data processing) to its input H x W, keeping every fram
 from __future__ import annotations
 
 import os
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,6 @@ import torch.nn.functional as F
 
 from imagen_video.cascade.config import StageConfig
 
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 DEFAULT_DIRECTORY_FPS = 8.0  # frame rate assumed for a directory of frames
 
 
@@ -28,53 +27,28 @@ def read_video(
 ) -> tuple[torch.Tensor, float]:
     """Decode ``path`` to ``(video (C, T, H, W) float32 in [0, 1], fps of the returned frames)``.
 
-    A video file is decoded with PyAV; a directory is read as its sorted image frames (at
-    ``DEFAULT_DIRECTORY_FPS``). Every ``stride``-th frame is kept, at most ``max_frames`` of them.
-    Raises ValueError naming the path when it cannot be read or holds no frames.
+    Any media :func:`imagen_video.data.decode.decode_media` reads: a video file, an image, a ``.npz``
+    or a directory of frames (sorted by name; ``DEFAULT_DIRECTORY_FPS`` where the media stores no
+    frame rate). Every ``stride``-th frame is kept, at most ``max_frames`` of them. Raises ValueError
+    naming the path when it cannot be read or holds no frames.
     """
+    from imagen_video.data.decode import MediaDecodeError, decode_media, probe_media
+
     if stride < 1 or (max_frames is not None and max_frames < 1):
         raise ValueError(f"stride ({stride}) and max_frames ({max_frames}) must be >= 1")
     source = Path(path)
-    if source.is_dir():
-        frames, fps = _read_frame_dir(source, max_frames, stride), DEFAULT_DIRECTORY_FPS
-    elif source.is_file():
-        frames, fps = _read_video_file(source, max_frames, stride)
-    else:
+    if not source.exists():
         raise ValueError(f"input video {str(source)!r} does not exist")
-    if not frames:
-        raise ValueError(f"input video {str(source)!r} holds no frames")
-    array = np.stack(frames).astype(np.float32) / 255.0  # (T, H, W, 3)
-    return torch.from_numpy(array).permute(3, 0, 1, 2).contiguous(), fps / stride
-
-
-def _read_video_file(path: Path, max_frames: int | None, stride: int) -> tuple[list[np.ndarray], float]:
-    import av
-
-    frames: list[np.ndarray] = []
     try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            rate = stream.average_rate or stream.guessed_rate or Fraction(DEFAULT_DIRECTORY_FPS)
-            for index, frame in enumerate(container.decode(stream)):
-                if index % stride == 0:
-                    frames.append(frame.to_ndarray(format="rgb24"))  # (H, W, 3) uint8
-                    if max_frames is not None and len(frames) >= max_frames:
-                        break
-    except (av.FFmpegError, IndexError) as err:
-        raise ValueError(f"cannot decode video {str(path)!r}: {err}") from err
-    return frames, float(rate)
-
-
-def _read_frame_dir(path: Path, max_frames: int | None, stride: int) -> list[np.ndarray]:
-    from PIL import Image
-
-    names = sorted(p for p in path.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)[::stride]
-    names = names[:max_frames] if max_frames is not None else names
-    frames = []
-    for name in names:
-        with Image.open(name) as image:
-            frames.append(np.asarray(image.convert("RGB")))
-    return frames
+        indices = list(range(0, probe_media(source).num_frames, stride))[:max_frames]
+        if not indices:
+            raise ValueError(f"input video {str(source)!r} holds no frames")
+        media = decode_media(source, indices)
+    except MediaDecodeError as err:
+        raise ValueError(f"cannot decode video {str(source)!r}: {err}") from err
+    array = media.frames.astype(np.float32) / 255.0  # (T, H, W, 3)
+    fps = media.fps if media.fps else DEFAULT_DIRECTORY_FPS
+    return torch.from_numpy(array).permute(3, 0, 1, 2).contiguous(), fps / stride
 
 
 def frame_stride(source_fps: float, target_fps: float) -> int:

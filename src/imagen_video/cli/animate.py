@@ -76,35 +76,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def check_common(args: argparse.Namespace, label: str) -> object:
-    """Validate the shared options (prompt, numbers, device, output path); returns the output plan."""
-    from imagen_video.cascade import cli_support
+def check_common(args: argparse.Namespace, label: str) -> tuple[object, object]:
+    """Validate the shared options (prompt, numbers, device, output path); the prompt is cleaned in
+    place. Returns ``(grid sheet or None, output plan or None)``, one of them set."""
+    from imagen_video.cli._grid import grid_sheet
+    from imagen_video.cli._options import check_positive, resolve_device
+    from imagen_video.cli._outputs import plan_outputs
+    from imagen_video.prompts import clean_prompt
 
-    if args.prompt is None or not args.prompt.strip():
+    if args.prompt is None:
         raise ValueError("no prompt given; pass --prompt TEXT")
+    args.prompt = clean_prompt(args.prompt)
     for name in ("--scale", "--threads"):
-        cli_support.check_positive(name, getattr(args, name[2:]))
-    cli_support.check_positive("--seed", args.seed, allow_zero=True)
+        check_positive(name, getattr(args, name[2:]))
+    check_positive("--seed", args.seed, allow_zero=True)
     if args.guidance_weight < 0:
         raise ValueError(f"--guidance-weight must be >= 0, got {args.guidance_weight:g}")
-    cli_support.resolve_device(args.device)
-    return cli_support.plan_outputs(args.output, args.format, [(None, label)], 1, batch=False)
+    args.device = resolve_device(args.device)
+    grid = grid_sheet(args.output, args.format, [(None, label)])
+    plan = plan_outputs(args.output, args.format, [(None, label)], 1, batch=False) if grid is None else None
+    return grid, plan
 
 
 def run_conditional(
-    args: argparse.Namespace, command: str, plan: object, sample: Callable[[Cascade, dict], CascadeOutput]
+    args: argparse.Namespace,
+    command: str,
+    outputs: tuple[object, object],
+    sample: Callable[[Cascade, dict], CascadeOutput],
 ) -> int:
-    """Load the cascade, call ``sample(cascade, options)`` under a seeded generator, write the video."""
+    """Load the cascade, call ``sample(cascade, options)`` under a seeded generator, write the video
+    (or the grid sheet) that :func:`check_common` planned."""
     import torch
 
-    from imagen_video.cascade import cli_support
+    from imagen_video.cli._outputs import timing_report
     from imagen_video.text import TextEncoderUnavailable
 
     started = time.perf_counter()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    model_dir, _, _, overrides = load_plan(args)
-    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, model_dir, [args.prompt]))
+    model_dir, manifest, _, overrides = load_plan(args)
+    encoder = text_cache_encoder(args, manifest, [args.prompt])
+    cascade = load_cascade(model_dir, args.device, encoder, manifest)
     seed = resolve_seed(args.seed)
     options = {
         "method": args.method,
@@ -120,9 +132,14 @@ def run_conditional(
             output = sample(cascade, options)
     except (ValueError, TextEncoderUnavailable) as err:
         raise UserError(str(err)) from None
-    for path in write_outputs(output, plan.paths, plan.format, args.scale):  # type: ignore[attr-defined]
-        print(f"wrote {path}")
-    print(cli_support.timing_report(output, time.perf_counter() - started))
+    grid, plan = outputs
+    if grid is not None:
+        grid.add(output)  # type: ignore[attr-defined]
+        print(f"wrote {grid.write(args.scale)}")  # type: ignore[attr-defined]
+    else:
+        for path in write_outputs(output, plan.paths, plan.format, args.scale):  # type: ignore[attr-defined]
+            print(f"wrote {path}")
+    print(timing_report(output, time.perf_counter() - started))
     print(describe(output, seed, model_dir))
     return 0
 
@@ -132,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     from imagen_video.cascade.conditional import read_image
 
     try:
-        plan = check_common(args, args.prompt or Path(args.image).stem)
+        outputs = check_common(args, (args.prompt or "").strip() or Path(args.image).stem)
         image = read_image(args.image)
         last = read_image(args.last_frame) if args.last_frame is not None else None
     except ValueError as err:
@@ -141,4 +158,4 @@ def run(args: argparse.Namespace) -> int:
     def sample(cascade: Cascade, options: dict) -> CascadeOutput:
         return cascade.animate(image, args.prompt, last_frame=last, **options)
 
-    return run_conditional(args, "animate", plan, sample)
+    return run_conditional(args, "animate", outputs, sample)

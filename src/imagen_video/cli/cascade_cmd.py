@@ -1,4 +1,4 @@
-"""`imagen-video cascade`: build and inspect cascade directories (brief contract 6).
+"""`imagen-video cascade`: build and inspect cascade directories (docs/CONTRIBUTING.md, "Cascade directory").
 
 - ``assemble DIR [STAGE_DIR ...]``: write ``cascade.json`` over trained stage folders (copying the given
   folders, e.g. ``runs/base/stage``, into ``DIR/<stage name>/``); the stage order follows the shapes;
@@ -9,13 +9,19 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from imagen_video.cli import UserError
+
+if TYPE_CHECKING:
+    from imagen_video.cascade.config import CascadeConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `cascade` subcommand with `assemble`, `init` and `show`."""
-    parser = subparsers.add_parser("cascade", help="assemble, create or inspect cascade directories")
+    parser = subparsers.add_parser(
+        "cascade", help="assemble, init (randomly initialised) or show cascade directories"
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     assemble = actions.add_parser("assemble", help="write cascade.json over trained stage folders")
@@ -28,8 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     assemble.add_argument(
         "--preset",
-        default="demo",
-        help="preset giving the defaults of --name, --text-encoder, --text-max-length",
+        default=None,
+        help="preset or CascadeConfig JSON (the --cascade the stages were trained with) giving the defaults "
+        "of --name, --text-encoder, --text-max-length (default: the preset whose stage networks the stage "
+        "folders hold)",
     )
     assemble.add_argument("--name", help="cascade name")
     assemble.add_argument("--text-encoder", help="load_text_encoder name, e.g. embedded or t5:<dir>")
@@ -47,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     init.add_argument("--seed", type=int, default=0, help="initialisation seed")
     init.add_argument("--text-encoder", help="override the preset's text encoder name")
 
-    show = actions.add_parser("show", help="describe a cascade directory")
+    show = actions.add_parser("show", help="describe a cascade directory (or a shipped one: demo)")
     show.add_argument("directory")
     parser.set_defaults(func=run)
 
@@ -60,15 +68,17 @@ def run(args: argparse.Namespace) -> int:
     action = {"assemble": _assemble, "init": _init, "show": _show}[args.action]
     try:
         return action(args)
-    except (CascadeLoadError, StageLoadError, ValueError, KeyError, OSError) as err:
-        raise UserError(str(err).strip("'\"")) from None
+    except KeyError as err:
+        raise UserError(str(err.args[0])) from None
+    except (CascadeLoadError, StageLoadError, ValueError, OSError) as err:
+        raise UserError(str(err)) from None
 
 
 def _assemble(args: argparse.Namespace) -> int:
     from imagen_video.cascade.directory import assemble_cascade
-    from imagen_video.cascade.presets import get_cascade_preset
+    from imagen_video.train import resolve_cascade
 
-    preset = get_cascade_preset(args.preset)
+    preset = resolve_cascade(args.preset) if args.preset else _preset_of_stages(args)
     encoder_name = args.text_encoder or preset.text_encoder
     max_length = args.text_max_length or preset.text_max_length
     identity = text_dim = None
@@ -94,6 +104,32 @@ def _assemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preset_of_stages(args: argparse.Namespace) -> CascadeConfig:
+    """The preset whose stages hold the networks of the stage folders being assembled (their text
+    token length is the one they were trained with); ValueError when none matches."""
+    from pathlib import Path
+
+    from imagen_video.cascade.presets import CASCADE_PRESETS
+    from imagen_video.cascade.stage_io import read_stage_config
+
+    folders = [Path(d) for d in args.stage_dirs] or sorted(
+        p for p in Path(args.directory).glob("*") if (p / "config.json").is_file()
+    )
+    stages = [read_stage_config(folder) for folder in folders]
+    for make in CASCADE_PRESETS.values():
+        preset = make()
+        known = {s.name: s.trained_network() for s in preset.stages}
+        if stages and all(known.get(s.name) == s.trained_network() for s in stages):
+            return preset
+    if args.text_max_length is None or args.text_encoder is None:
+        raise ValueError(
+            "the stage folders match no preset's stages, so their text encoder and token length are "
+            "unknown: give --preset (the --cascade they were trained with) or --text-encoder and "
+            "--text-max-length"
+        )
+    return CASCADE_PRESETS["demo"]()
+
+
 def _init(args: argparse.Namespace) -> int:
     import torch
 
@@ -111,7 +147,9 @@ def _init(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     from imagen_video.cascade.directory import read_cascade_json, resolve_stage_config
+    from imagen_video.cascade.registry import resolve_model_dir
 
+    args.directory = resolve_model_dir(args.directory)
     manifest = read_cascade_json(args.directory)
     config = manifest.config
     print(

@@ -1,4 +1,5 @@
-"""`imagen-video data ...`: dataset tools. `data synth` writes the synthetic captioned world (issue 5).
+"""`imagen-video data ...`: dataset tools. `data synth` writes the synthetic captioned world
+(docs/world.md); `data check` says what each stage of a cascade can use of a dataset (docs/training.md).
 
 Each ``data`` action is a sub-subcommand registered by one ``_register_<name>`` function below, so
 further actions (e.g. inspecting a manifest) add a function and a line in :func:`register`.
@@ -12,9 +13,10 @@ import sys
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``data`` subcommand and its sub-subcommands."""
-    parser = subparsers.add_parser("data", help="dataset tools (synthetic world generator)")
+    parser = subparsers.add_parser("data", help="dataset tools (synthetic world generator, dataset check)")
     actions = parser.add_subparsers(dest="data_command", metavar="ACTION")
     _register_synth(actions)
+    _register_check(actions)
     parser.set_defaults(func=run, data_parser=parser)
 
 
@@ -97,3 +99,50 @@ def run_synth(args: argparse.Namespace) -> int:
     total = config.num_videos + config.num_images
     print(f"wrote {total} records ({config.num_videos} videos, {config.num_images} images) to {manifest}")
     return 0
+
+
+def _register_check(actions: argparse._SubParsersAction) -> None:
+    parser = actions.add_parser(
+        "check",
+        help="read a dataset as training would and say what each stage can use, and why not",
+        description="Summarise DATA (manifest.jsonl, its directory, or a folder of media with same-named "
+        ".txt captions): records, captions, frame counts, frame rates, durations and sizes, then for each "
+        "stage of the cascade how many clips and images it can use and why the others are skipped "
+        "(see docs/training.md). Exit status 1 when a checked stage has nothing to train on.",
+    )
+    parser.add_argument("data", metavar="DATA", help="dataset path")
+    parser.add_argument(
+        "--cascade",
+        default="demo",
+        help="cascade preset (tiny, demo, paper), cascade directory or CascadeConfig JSON (default demo)",
+    )
+    parser.add_argument(
+        "--stage", action="append", default=[], metavar="S", help="check only this stage; repeatable"
+    )
+    parser.add_argument(
+        "--skip-uncaptioned",
+        action="store_true",
+        help="count media without a .txt caption as skipped instead of stopping",
+    )
+    parser.set_defaults(data_func=run_check)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """Run ``data check``: print the summary; 1 when a checked stage can use nothing."""
+    from imagen_video.cli import UserError
+    from imagen_video.data import DatasetError
+    from imagen_video.data.check import check_dataset, format_summary
+    from imagen_video.train import resolve_cascade
+
+    try:
+        cascade = resolve_cascade(args.cascade)
+        stages = [cascade.stage(name) for name in args.stage] if args.stage else list(cascade.stages)
+        summary = check_dataset(
+            args.data, stages, cascade=args.cascade, skip_uncaptioned=args.skip_uncaptioned
+        )
+    except KeyError as err:
+        raise UserError(err.args[0]) from None
+    except (DatasetError, ValueError, FileNotFoundError) as err:
+        raise UserError(str(err)) from None
+    print(format_summary(summary))
+    return 1 if any(use.videos + use.images == 0 for use in summary.stages) else 0

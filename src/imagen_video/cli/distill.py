@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from imagen_video.cli import UserError
+from imagen_video.cli._types import non_negative_int, positive_int
 
 _EPILOG = """\
 examples:
@@ -35,20 +36,6 @@ examples:
 """
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
-
-
 def _w_range(text: str) -> tuple[float, float]:
     parts = text.split(",")
     try:
@@ -61,7 +48,7 @@ def _w_range(text: str) -> tuple[float, float]:
 
 
 def _model_dir(text: str) -> Path:
-    from imagen_video.cascade.cli_support import resolve_model_dir
+    from imagen_video.cascade.registry import resolve_model_dir
 
     return resolve_model_dir(text)
 
@@ -97,12 +84,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", type=Path, metavar="DIR", help="run directory")
     parser.add_argument("--phase", choices=("guidance", "progressive", "all"), default="all")
     parser.add_argument(
-        "--start-steps", type=_positive_int, help="DDIM teacher steps of round 1 (256 base, 128 SR)"
+        "--start-steps", type=positive_int, help="DDIM teacher steps of round 1 (256 base, 128 SR)"
     )
-    parser.add_argument("--target-steps", type=_positive_int, help="student steps after the last round (8)")
-    parser.add_argument("--steps-per-round", type=_positive_int, help="optimiser steps per progressive round")
+    parser.add_argument("--target-steps", type=positive_int, help="student steps after the last round (8)")
+    parser.add_argument("--steps-per-round", type=positive_int, help="optimiser steps per progressive round")
     parser.add_argument(
-        "--guidance-steps", type=_non_negative_int, help="optimiser steps of guidance distillation"
+        "--guidance-steps", type=non_negative_int, help="optimiser steps of guidance distillation"
     )
     parser.add_argument(
         "--w-range", type=_w_range, help="training guidance range W_MIN,W_MAX (eq. 5; default 0,15)"
@@ -111,9 +98,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume", action="store_true", help="continue from the newest checkpoint of the phase"
     )
     parser.add_argument(
-        "--max-steps", type=_non_negative_int, help="stop (with a checkpoint) after N total steps"
+        "--max-steps", type=non_negative_int, help="stop (with a checkpoint) after N total steps"
     )
-    parser.add_argument("--batch-size", type=_positive_int, help="clips per optimiser step")
+    parser.add_argument("--batch-size", type=positive_int, help="clips per optimiser step")
     parser.add_argument("--lr", type=float, help="peak learning rate of every round")
     parser.add_argument(
         "--t-start",

@@ -9,13 +9,7 @@ import argparse
 from pathlib import Path
 
 from imagen_video.cli import UserError
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+from imagen_video.cli._types import positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -38,10 +32,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--captions", type=Path, metavar="FILE", help="text file, one caption per line")
     source.add_argument(
-        "--data", type=Path, metavar="MANIFEST_OR_DIR", help="dataset manifest.jsonl or its directory"
+        "--data",
+        type=Path,
+        metavar="DATA",
+        help="dataset as train takes it: manifest.jsonl, its directory, or a folder of captioned media",
     )
-    parser.add_argument("--max-length", type=_positive_int, default=None, help="token length L (default 64)")
-    parser.add_argument("--batch-size", type=_positive_int, default=64, help="prompts per forward pass")
+    parser.add_argument(
+        "--skip-uncaptioned", action="store_true", help="with --data: leave media without a caption out"
+    )
+    parser.add_argument("--max-length", type=positive_int, default=None, help="token length L (default 64)")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="prompts per forward pass")
     parser.add_argument("--device", default="cpu", help="torch device for the encoder (default cpu)")
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="compute dtype")
     parser.add_argument(
@@ -56,19 +56,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Read captions, load the encoder, extend the cache and print what was done."""
+    from imagen_video.prompts import read_prompt_file
     from imagen_video.text import (
         EmbeddingCache,
         TextEncoderUnavailable,
         load_text_encoder,
-        read_caption_file,
         read_manifest_captions,
     )
 
     try:
         if args.captions is not None:
-            captions = read_caption_file(args.captions)
+            captions = [prompt for _, prompt in read_prompt_file(args.captions)]
         else:
-            captions = read_manifest_captions(args.data)
+            captions = read_manifest_captions(args.data, skip_uncaptioned=args.skip_uncaptioned)
         encoder = load_text_encoder(
             args.encoder, max_length=args.max_length, device=args.device, dtype=args.dtype
         )

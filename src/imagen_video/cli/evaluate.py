@@ -1,6 +1,6 @@
 """`imagen-video evaluate`: frame FID, FVD, CLIP score, CLIP R-Precision and in-domain metrics.
 
-Paper sec. 3 and Table 1 (diffusion-math.md sec. 13). Videos come from a cascade (``--model DIR``,
+Paper sec. 3 and Table 1 (docs/math.md sec. 13). Videos come from a cascade (``--model DIR``,
 one run per ``--seeds`` value, cached under ``--out`` for resumption) or from directories of videos
 (``--videos DIR [DIR ...]``, one run per directory, one video per prompt in sorted name order).
 Writes ``results.json`` and ``results.md`` to ``--out``. All feature networks are local files.
@@ -68,12 +68,16 @@ def run(args: argparse.Namespace) -> int:
 
     import torch
 
-    from imagen_video.cascade.cli_support import resolve_model_dir
+    from imagen_video.cascade.registry import resolve_model_dir
+    from imagen_video.cascade.sharded import join_job, leave_job
     from imagen_video.cli import UserError
     from imagen_video.metrics import MetricsConfig, build_metrics
     from imagen_video.metrics.evaluate import VideoRun, evaluate_runs, generate_runs, write_report
-    from imagen_video.metrics.videos import load_video_dir, read_prompts
+    from imagen_video.metrics.videos import load_video_dir
+    from imagen_video.prompts import read_prompt_file
+    from imagen_video.world.metric import register_world_metric
 
+    register_world_metric()
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.seeds is not None and args.model is None:
         raise UserError("--seeds applies to --model only; with --videos every directory is one run")
@@ -91,9 +95,12 @@ def run(args: argparse.Namespace) -> int:
             batch_size=args.batch_size,
             device=device,
         )
-        prompts = read_prompts(args.prompts)
+        prompts = [prompt for _, prompt in read_prompt_file(args.prompts)]
         reference = load_video_dir(args.reference) if args.reference else None
-        metrics = build_metrics(config)  # loads the networks: fail before any sampling
+        shard = join_job(device)  # one process, or every rank under torchrun (docs/scale.md)
+        metrics = build_metrics(config) if shard.is_main else []  # fail before any sampling
+        if shard.is_main:
+            _check_reference_weights(args, config.metrics)
         if args.model is not None:
             runs = generate_runs(
                 resolve_model_dir(args.model),
@@ -103,8 +110,12 @@ def run(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 device=device,
                 progress=not args.quiet,
+                shard=shard,
             )
-        else:
+        if not shard.is_main:  # sampling is sharded; rank 0 computes the metrics
+            leave_job(shard, wait=False)
+            return 0
+        if args.model is None:
             runs = [
                 VideoRun(Path(d).name, load_video_dir(d, expected=len(prompts)), {"videos": str(d)})
                 for d in args.videos
@@ -122,4 +133,18 @@ def run(args: argparse.Namespace) -> int:
     json_path, md_path = write_report(report, args.out)
     print(md_path.read_text(encoding="utf-8"), end="")
     print(f"wrote {json_path} and {md_path}")
+    leave_job(shard, wait=False)
     return 0
+
+
+def _check_reference_weights(args: argparse.Namespace, metrics: tuple[str, ...]) -> None:
+    """Say on stderr whether the FID / FVD network files are the published reference ones."""
+    import sys
+
+    from imagen_video.metrics.networks import file_sha256
+    from imagen_video.metrics.reference_weights import check_reference
+
+    for metric, path in (("fid", args.inception_weights), ("fvd", args.i3d_weights)):
+        if metric in metrics and path is not None:
+            line = check_reference(metric, path, file_sha256(path))
+            print(f"imagen-video evaluate: {line}", file=sys.stderr)

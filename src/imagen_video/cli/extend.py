@@ -45,17 +45,18 @@ def run(args: argparse.Namespace) -> int:
     """Validate arguments, read the clip at the cascade's frame rate, extend it and write the video."""
     import sys
 
-    from imagen_video.cascade import cli_support
     from imagen_video.cascade.directory import CascadeLoadError, read_cascade_json
+    from imagen_video.cascade.registry import resolve_model_dir
     from imagen_video.cascade.video_input import frame_stride, read_video
+    from imagen_video.cli._options import check_positive
 
     try:
-        plan = check_common(args, args.prompt or Path(args.video).stem)
-        cli_support.check_positive("--frames", args.frames)
-        cli_support.check_positive("--stride", args.stride)
+        outputs = check_common(args, (args.prompt or "").strip() or Path(args.video).stem)
+        check_positive("--frames", args.frames)
+        check_positive("--stride", args.stride)
         if not Path(args.video).exists():
             raise ValueError(f"input video {args.video!r} does not exist")
-        top_fps = read_cascade_json(cli_support.resolve_model_dir(args.model)).config.stages[-1].fps
+        top_fps = read_cascade_json(resolve_model_dir(args.model)).config.stages[-1].fps
         source_fps = read_video(args.video, max_frames=1)[1]
         stride = args.stride or frame_stride(source_fps, top_fps)
         clip, fps = read_video(args.video, stride=stride)
@@ -71,4 +72,4 @@ def run(args: argparse.Namespace) -> int:
     def sample(cascade: Cascade, options: dict) -> CascadeOutput:
         return cascade.extend(clip, args.prompt, frames=args.frames, backward=args.backward, **options)
 
-    return run_conditional(args, "extend", plan, sample)
+    return run_conditional(args, "extend", outputs, sample)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from imagen_video.cli import UserError
 
 if TYPE_CHECKING:
-    from imagen_video.cascade.config import CascadeConfig
+    from imagen_video.cascade.directory import CascadeManifest
     from imagen_video.cascade.runner import Cascade, CascadeOutput
     from imagen_video.cascade.sampling import StageOverride
     from imagen_video.text import TextEncoder
@@ -80,8 +80,9 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--format",
-        choices=("mp4", "gif", "webp", "png"),
-        help="output format (default: from the -o suffix, else mp4)",
+        choices=("mp4", "gif", "webp", "png", "grid"),
+        help="output format (default: from the -o suffix, else mp4); png: a folder of frames; grid: one "
+        "PNG contact sheet of every video (a row each, up to 16 frames, labelled; also for -o X.png)",
     )
     parser.add_argument("--scale", type=int, default=1, help="integer nearest-neighbour upscale on export")
     parser.add_argument(
@@ -90,7 +91,11 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         help="take the prompts' embeddings from a cache built by `imagen-video encode-text` with the "
         "cascade's encoder, instead of loading the encoder (every prompt must be in it)",
     )
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto, cpu, cuda, cuda:N or mps (default: auto: CUDA, then MPS, then CPU)",
+    )
     parser.add_argument(
         "--offload", action="store_true", help="keep only the running stage on the device (bounds GPU memory)"
     )
@@ -115,7 +120,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--prompts",
         metavar="FILE",
-        help="one prompt per line; writes one output per prompt into the -o directory, named by line number",
+        help='one prompt per line, or JSONL (FILE.jsonl: {"prompt", "seed"?, "num_videos"?, "id"?} '
+        "per line); writes the -o directory with manifest.jsonl; runs sharded under torchrun (docs/scale.md)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="with --prompts: make only the videos missing from the -o directory's manifest "
+        "(re-running into the same directory does the same; this flag also requires the manifest)",
     )
     parser.add_argument("--num-videos", type=int, default=1, metavar="K", help="videos per prompt")
     parser.add_argument(
@@ -133,33 +145,41 @@ def run(args: argparse.Namespace) -> int:
     """Validate every argument, load the cascade, generate in batches, write one output per video."""
     import torch
 
-    from imagen_video.cascade import cli_support
+    from imagen_video.cascade.jobs import per_video_generators
+    from imagen_video.cli._grid import grid_sheet
+    from imagen_video.cli._options import check_positive, resolve_device
+    from imagen_video.cli._outputs import plan_outputs, timing_report
     from imagen_video.text import TextEncoderUnavailable
 
+    if args.prompts is not None and not _wants_grid(args):
+        from imagen_video.cli._generate_job import run_prompts_job
+
+        return run_prompts_job(args)
     started = time.perf_counter()
     try:
         prompts = _prompts(args)
-        cli_support.check_positive("--num-videos", args.num_videos)
-        cli_support.check_positive("--batch-size", args.batch_size)
-        cli_support.check_positive("--seed", args.seed, allow_zero=True)
-        cli_support.check_positive("--scale", args.scale)
-        cli_support.check_positive("--threads", args.threads)
-        plan = cli_support.plan_outputs(
-            args.output, args.format, prompts, args.num_videos, batch=args.prompts is not None
-        )
-        cli_support.resolve_device(args.device)
+        check_positive("--num-videos", args.num_videos)
+        check_positive("--batch-size", args.batch_size)
+        check_positive("--seed", args.seed, allow_zero=True)
+        check_positive("--scale", args.scale)
+        check_positive("--threads", args.threads)
+        grid = grid_sheet(args.output, args.format, prompts)
+        if grid is None:
+            batch = args.prompts is not None
+            plan = plan_outputs(args.output, args.format, prompts, args.num_videos, batch=batch)
+        args.device = resolve_device(args.device)
     except ValueError as err:
         raise UserError(str(err)) from None
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    model_dir, _, _, overrides = load_plan(args)
+    model_dir, manifest, _, overrides = load_plan(args)
     texts = [prompt for _, prompt in prompts]
-    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, model_dir, texts))
+    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, manifest, texts), manifest)
     seed = resolve_seed(args.seed)
-    generator = torch.Generator().manual_seed(seed)
     batches = math.ceil(len(prompts) / args.batch_size)
     for first in range(0, len(prompts), args.batch_size):
         chunk = [prompt for _, prompt in prompts[first : first + args.batch_size]]
+        generator = per_video_generators(seed, range(first, first + len(chunk)), args.num_videos)
         try:
             with warnings_as_lines("generate"):
                 output = cascade.generate(
@@ -172,46 +192,61 @@ def run(args: argparse.Namespace) -> int:
                 )
         except (ValueError, TextEncoderUnavailable) as err:  # e.g. an override a stage rejects
             raise UserError(str(err)) from None
-        paths = plan.paths[first * args.num_videos : (first + len(chunk)) * args.num_videos]
-        for path in write_outputs(output, paths, plan.format, args.scale):
-            print(f"wrote {path}")
+        if grid is not None:
+            grid.add(output)
+        else:
+            paths = plan.paths[first * args.num_videos : (first + len(chunk)) * args.num_videos]
+            for path in write_outputs(output, paths, plan.format, args.scale):
+                print(f"wrote {path}")
         batch = (first // args.batch_size + 1, batches)
-        print(cli_support.timing_report(output, time.perf_counter() - started, batch))
+        print(timing_report(output, time.perf_counter() - started, batch))
+    if grid is not None:
+        print(f"wrote {grid.write(args.scale)}")
     print(describe(output, seed, model_dir))
     return 0
 
 
+def _wants_grid(args: argparse.Namespace) -> bool:
+    """True for ``--format grid`` or ``-o X.png``: one contact sheet of every video (``cli/_grid.py``)."""
+    return args.format == "grid" or (args.output is not None and Path(args.output).suffix.lower() == ".png")
+
+
 def _prompts(args: argparse.Namespace) -> list[tuple[int | None, str]]:
-    from imagen_video.cascade import cli_support
+    from imagen_video.prompts import clean_prompt, read_prompt_file
 
     if args.prompts is not None:
         if args.prompt is not None:
             raise ValueError("give either a PROMPT or --prompts FILE, not both")
-        return list(cli_support.read_prompts_file(args.prompts))
+        if str(args.prompts).endswith(".jsonl"):  # only a grid sheet gets here (see _wants_grid)
+            raise ValueError(
+                "a grid sheet takes a plain-text prompt file; --prompts FILE.jsonl writes a directory"
+            )
+        return list(read_prompt_file(args.prompts))
     if args.prompt is None:
         raise ValueError("no prompt given; pass PROMPT or --prompts FILE")
-    if not args.prompt.strip():
-        raise ValueError("the prompt is empty")
-    return [(None, args.prompt)]
+    return [(None, clean_prompt(args.prompt))]
 
 
 def load_plan(
     args: argparse.Namespace, *, upsample: bool = False
-) -> tuple[Path, CascadeConfig, list[str], dict[str, StageOverride]]:
-    """Read the cascade's ``cascade.json`` (no weights): the config, the stages to run (every stage;
-    for `upsample` the SR stages of ``--stages``) and the per-stage overrides parsed against them."""
-    from imagen_video.cascade import cli_support
+) -> tuple[Path, CascadeManifest, list[str], dict[str, StageOverride]]:
+    """Read the cascade's ``cascade.json`` once (no weights): the manifest to pass along, the stages
+    to run (every stage; for `upsample` the SR stages of ``--stages``) and the per-stage overrides
+    parsed against them."""
     from imagen_video.cascade.directory import CascadeLoadError, read_cascade_json
+    from imagen_video.cascade.registry import SHIPPED_CASCADES, resolve_model_dir
     from imagen_video.cascade.runner import select_stages
+    from imagen_video.cli._options import parse_overrides, parse_stage_list
 
-    model_dir = cli_support.resolve_model_dir(args.model)
-    if (args.model is None or args.model in cli_support.SHIPPED_CASCADES) and not model_dir.is_dir():
+    model_dir = resolve_model_dir(args.model)
+    if (args.model is None or args.model in SHIPPED_CASCADES) and not model_dir.is_dir():
         raise UserError(f"the shipped cascade is not installed at {model_dir}")
     try:
-        config = read_cascade_json(model_dir).config
-        names = cli_support.parse_stage_list(args.stages, config) if upsample else None
+        manifest = read_cascade_json(model_dir)
+        config = manifest.config
+        names = parse_stage_list(args.stages, config) if upsample else None
         stages = [stage.name for stage in select_stages(config, names, from_base=not upsample)]
-        overrides = cli_support.parse_overrides(
+        overrides = parse_overrides(
             config,
             steps=args.steps,
             samplers=args.sampler,
@@ -221,31 +256,42 @@ def load_plan(
             start_from=args.start_from,
             stages=stages,
         )
-    except (CascadeLoadError, KeyError, ValueError) as err:
-        raise UserError(str(err).strip("'\"")) from None
-    return model_dir, config, stages, overrides
+    except KeyError as err:
+        raise UserError(str(err.args[0])) from None
+    except (CascadeLoadError, ValueError) as err:
+        raise UserError(str(err)) from None
+    return model_dir, manifest, stages, overrides
 
 
-def load_cascade(model_dir: Path, device: str, text_encoder: TextEncoder | None = None) -> Cascade:
-    """``Cascade.from_pretrained``, with load errors (naming the stage) as one-line user errors."""
+def load_cascade(
+    model_dir: Path,
+    device: str,
+    text_encoder: TextEncoder | None = None,
+    manifest: CascadeManifest | None = None,
+) -> Cascade:
+    """``Cascade.from_pretrained`` (given the ``cascade.json`` :func:`load_plan` read), with load
+    errors (naming the stage) as one-line user errors."""
     from imagen_video.cascade.directory import CascadeLoadError
     from imagen_video.cascade.runner import Cascade
 
     try:
-        return Cascade.from_pretrained(model_dir, device=device, text_encoder=text_encoder)
+        return Cascade.from_pretrained(model_dir, device=device, text_encoder=text_encoder, manifest=manifest)
     except CascadeLoadError as err:
         raise UserError(str(err)) from None
 
 
-def text_cache_encoder(args: argparse.Namespace, model_dir: Path, prompts: list[str]) -> TextEncoder | None:
-    """``--text-cache``: the cascade's text encoder served from an embedding cache (sec. 2.2; the
-    paper's T5-XXL embeddings can be computed once, elsewhere), or None without the option."""
+def text_cache_encoder(
+    args: argparse.Namespace, manifest: CascadeManifest, prompts: list[str]
+) -> TextEncoder | None:
+    """``--text-cache``: the text encoder of the cascade whose ``cascade.json`` is ``manifest``,
+    served from an embedding cache (sec. 2.2; the paper's T5-XXL embeddings can be computed once,
+    elsewhere), or None without the option."""
     if args.text_cache is None:
         return None
-    from imagen_video.cascade import cli_support
+    from imagen_video.cli._options import open_text_cache
 
     try:
-        return cli_support.open_text_cache(args.text_cache, model_dir, prompts, device=args.device)
+        return open_text_cache(args.text_cache, manifest, prompts, device=args.device)
     except (OSError, ValueError) as err:
         raise UserError(str(err).strip("'\"")) from None
 

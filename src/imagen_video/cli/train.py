@@ -19,16 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagen_video.cli import UserError
+from imagen_video.cli._train_knobs import add_knob_arguments
+from imagen_video.cli._types import positive_int
 
 if TYPE_CHECKING:
-    from imagen_video.train import TrainResult
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+    from imagen_video.cascade.config import StageConfig
+    from imagen_video.train import TrainConfig, TrainResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,11 +58,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="start a new run from a stage folder's weights (e.g. a shipped stage; "
         "pass its cascade as --cascade)",
     )
-    parser.add_argument("--max-steps", type=_positive_int, default=None, help="override max_steps")
     parser.add_argument(
-        "--batch-size", type=_positive_int, default=None, help="override batch_size (per rank)"
+        "--max-steps", type=positive_int, default=None, help="total optimiser steps (default 10000)"
     )
-    parser.add_argument("--lr", type=float, default=None, help="override the peak learning rate")
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=None,
+        help="clips per micro-batch on each device (default 8)",
+    )
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-4)")
+    add_knob_arguments(parser)
+    parser.add_argument(
+        "--skip-uncaptioned",
+        action="store_true",
+        help="leave media without a .txt caption out (counted) instead of stopping",
+    )
     parser.add_argument(
         "--t-max",
         type=float,
@@ -93,6 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Resolve the stage and configs, train, and print where the results are."""
     from imagen_video.cascade.stage_io import StageLoadError
+    from imagen_video.cli._train_knobs import knob_overrides
     from imagen_video.data import DatasetError
     from imagen_video.train import TrainSetupError, load_train_config, resolve_cascade, train_stage
 
@@ -102,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         if args.t_max is not None:
             stage = stage.replace(diffusion=stage.diffusion.replace(t_max=args.t_max))
         overrides = {"max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr}
+        overrides.update(knob_overrides(args), skip_uncaptioned=args.skip_uncaptioned or None)
         train_cfg = load_train_config(args.config, **overrides)
         if args.fsdp:
             train_cfg = train_cfg.replace(fsdp=True)
@@ -109,6 +118,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(err.args[0]) from None
     except (ValueError, FileNotFoundError) as err:
         raise UserError(str(err)) from None
+    if int(os.environ.get("RANK", "0")) == 0:
+        _advise(args, stage, train_cfg)
     try:
         result = train_stage(
             stage,
@@ -128,6 +139,23 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     _report(args, result)
     return 0
+
+
+def _advise(args: argparse.Namespace, stage: StageConfig, config: TrainConfig) -> None:
+    """Print the dataset summary for the stage (as ``data check``) and the schedule warnings."""
+    from imagen_video.data import DatasetError
+    from imagen_video.data.check import check_dataset, format_summary
+    from imagen_video.train.knobs import schedule_warnings
+
+    try:
+        summary = check_dataset(
+            args.data, [stage], cascade=args.cascade, skip_uncaptioned=config.skip_uncaptioned
+        )
+    except DatasetError:
+        return  # train_stage reports the dataset's problem
+    print(format_summary(summary), flush=True)
+    for line in schedule_warnings(config):
+        print(f"imagen-video train: warning: {line}", file=sys.stderr)
 
 
 def _report(args: argparse.Namespace, result: TrainResult) -> None:

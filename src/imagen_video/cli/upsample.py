@@ -53,42 +53,47 @@ def run(args: argparse.Namespace) -> int:
     """Validate arguments, read the video, run the SR stages and write the result."""
     import torch
 
-    from imagen_video.cascade import cli_support
     from imagen_video.cascade.video_input import frame_stride, read_video
+    from imagen_video.cli._grid import grid_sheet
+    from imagen_video.cli._options import check_positive, resolve_device
+    from imagen_video.cli._outputs import plan_outputs, timing_report
+    from imagen_video.prompts import clean_prompt
     from imagen_video.text import TextEncoderUnavailable
 
     started = time.perf_counter()
     try:
         if not Path(args.video).exists():
             raise ValueError(f"input video {args.video!r} does not exist")
-        if args.prompt is not None and not args.prompt.strip():
-            raise ValueError("the prompt is empty")
+        prompt = clean_prompt(args.prompt) if args.prompt is not None else None
         for name in ("--stride", "--max-frames", "--scale", "--threads"):
-            cli_support.check_positive(name, getattr(args, name[2:].replace("-", "_")))
-        cli_support.check_positive("--seed", args.seed, allow_zero=True)
-        label = args.prompt or Path(args.video).stem
-        plan = cli_support.plan_outputs(args.output, args.format, [(None, label)], 1, batch=False)
-        cli_support.resolve_device(args.device)
+            check_positive(name, getattr(args, name[2:].replace("-", "_")))
+        check_positive("--seed", args.seed, allow_zero=True)
+        label = prompt or Path(args.video).stem
+        grid = grid_sheet(args.output, args.format, [(None, label)])
+        if grid is None:
+            plan = plan_outputs(args.output, args.format, [(None, label)], 1, batch=False)
+        args.device = resolve_device(args.device)
     except ValueError as err:
         raise UserError(str(err)) from None
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    model_dir, config, stages, overrides = load_plan(args, upsample=True)
+    model_dir, manifest, stages, overrides = load_plan(args, upsample=True)
+    config = manifest.config
     try:
         previous = config.stages[config.index(stages[0]) - 1]
         stride = args.stride or frame_stride(_source_fps(args.video), previous.fps)
         video, fps = read_video(args.video, max_frames=args.max_frames, stride=stride)
     except ValueError as err:
         raise UserError(str(err)) from None
-    texts = [args.prompt] if args.prompt is not None else []
-    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, model_dir, texts))
+    texts = [prompt] if prompt is not None else []
+    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, manifest, texts), manifest)
     seed = resolve_seed(args.seed)
     try:
         with warnings_as_lines("upsample"):
             output = cascade.upsample(
                 video[None],
                 fps=fps,
-                prompt=args.prompt,
+                prompt=prompt,
                 stages=stages,
                 generator=torch.Generator().manual_seed(seed),
                 overrides=overrides,
@@ -97,14 +102,18 @@ def run(args: argparse.Namespace) -> int:
             )
     except (ValueError, TextEncoderUnavailable) as err:
         raise UserError(str(err)) from None
-    for path in write_outputs(output, plan.paths, plan.format, args.scale):
-        print(f"wrote {path}")
+    if grid is not None:
+        grid.add(output)
+        print(f"wrote {grid.write(args.scale)}")
+    else:
+        for path in write_outputs(output, plan.paths, plan.format, args.scale):
+            print(f"wrote {path}")
     _, _, frames, height, width = output.video.shape
     print(
         f"{video.shape[1]} input frames (stride {stride}) -> {frames} frames of {height}x{width} "
         f"at {output.fps:g} fps; seed {seed}; cascade {model_dir}"
     )
-    print(cli_support.timing_report(output, time.perf_counter() - started))
+    print(timing_report(output, time.perf_counter() - started))
     return 0
 
 

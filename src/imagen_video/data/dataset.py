@@ -5,14 +5,14 @@ appropriate spatial and temporal resolutions by spatial resizing and frame skipp
 A :class:`VideoTextDataset` turns manifest records into model-ready samples for one
 :class:`StageDataSpec`:
 
-* ``video``: ``(C, T, H, W)`` float in [-1, 1] (contract 5), a clip sampled at the stage's fps by
+* ``video``: ``(C, T, H, W)`` float in [-1, 1], a clip sampled at the stage's fps by
   frame skipping, aspect-cropped and resized with antialiased bilinear filtering, optionally
   randomly cropped to ``crop`` (the fully convolutional top stage, sec. 2.3);
 * ``cond_video`` (SR stages): the previous stage's view of the *same* clip, ``(C, Tc, Hc, Wc)``:
   every k-th frame (``k = T / Tc``) downsampled with antialiasing. The training step upsamples it with
-  ``imagen_video.models.upsample_video`` and noise-augments it (diffusion-math.md sec. 8);
-* ``image_mode``: True for an image packed into a sequence of T frames (sec. 2.6, diffusion-math.md
-  sec. 9). Text conditioning is per sample (contract 1: ``text_tokens (B, L, D)``), so a packed
+  ``imagen_video.models.upsample_video`` and noise-augments it (docs/math.md sec. 8);
+* ``image_mode``: True for an image packed into a sequence of T frames (sec. 2.6, docs/math.md
+  sec. 9). Text conditioning is per sample (the network's ``text_tokens (B, L, D)``), so a packed
   sample holds T copies of ONE image with its caption, not T unrelated images under one caption
   (which would pair T-1 frames with a wrong caption). The frames are independent for the network
   (temporal attention/convolution masked) and receive independent noise, so the copies act as T
@@ -41,6 +41,7 @@ from imagen_video.data.decode import MediaDecodeError, decode_media, probe_media
 from imagen_video.data.manifest import DatasetError, MediaRecord, load_records
 from imagen_video.data.transforms import (
     ASPECT_CROPS,
+    AspectCrop,
     aspect_crop_box,
     clip_frame_indices,
     conditioning_clip,
@@ -87,7 +88,7 @@ class StageDataSpec(JsonConfig):
     cond_width: int | None = None
     crop: tuple[int, int] | None = None
     use_images: bool = False
-    aspect_crop: str = "center"
+    aspect_crop: AspectCrop = "center"
 
     def __post_init__(self) -> None:
         for name in ("frames", "height", "width"):
@@ -138,7 +139,7 @@ class StageDataSpec(JsonConfig):
             )
 
     @classmethod
-    def from_stage(cls, stage: Any, *, aspect_crop: str = "center") -> StageDataSpec:
+    def from_stage(cls, stage: Any, *, aspect_crop: AspectCrop = "center") -> StageDataSpec:
         """Build from a cascade ``StageConfig`` (shapes, fps, ``train_crop``, ``use_images``)."""
         return cls(
             frames=stage.frames,
@@ -209,8 +210,12 @@ class VideoTextDataset(Dataset):
         *,
         seed: int = 0,
         default_fps: float | None = None,
+        skip_uncaptioned: bool = False,
     ) -> None:
-        records = load_records(data, default_fps=default_fps) if isinstance(data, (str, Path)) else list(data)
+        if isinstance(data, (str, Path)):
+            records = load_records(data, default_fps=default_fps, skip_uncaptioned=skip_uncaptioned)
+        else:
+            records = list(data)
         kept = [r for r in records if spec.use_images or r.kind == "video"]
         if not kept:
             what = "records" if spec.use_images else "video records (this stage does not train on images)"
@@ -340,7 +345,7 @@ class VideoTextDataset(Dataset):
 
 
 def collate_video_text(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Stack samples into a batch for ``train_step`` (contract 1 shapes).
+    """Stack samples into a batch for ``train_step`` (the shapes ``VideoUNet.forward`` takes).
 
     Returns ``video`` (B, C, T, H, W), ``cond_video`` (B, C, Tc, Hc, Wc) for SR stages, ``image_mode``
     (B,) bool, ``index`` (B,) int64 and ``caption`` list[str] (text is encoded by the caller).

@@ -1,4 +1,4 @@
-"""Decoding media to uint8 frames through maintained libraries (CONTRIBUTING-BRIEF contract 4).
+"""Decoding media to uint8 frames through maintained libraries (the media of a dataset manifest).
 
 Videos (.mp4/.webm/.avi/.mov/.mkv/.gif) are decoded with PyAV (FFmpeg); GIFs fall back to imageio
 if PyAV fails on them. Images and frame folders go through Pillow, ``.npz`` arrays through numpy.
@@ -122,7 +122,7 @@ def _decode(path: Path, wanted: list[int] | None) -> tuple[dict[int, np.ndarray]
 
 
 def _frame_files(folder: Path) -> list[Path]:
-    """Image files of a frame folder, sorted by name (contract 4)."""
+    """Image files of a frame folder, sorted by name."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise MediaDecodeError(f"frame folder has no image files: {folder}")

@@ -1,4 +1,4 @@
-"""Dataset manifests: the on-disk video-text / image-text format (CONTRIBUTING-BRIEF contract 4).
+"""Dataset manifests: the on-disk video-text / image-text format.
 
 A dataset is one of
 
@@ -51,7 +51,7 @@ class DatasetError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class MediaRecord:
-    """One video-text or image-text pair of a dataset (contract 4).
+    """One video-text or image-text pair of a dataset.
 
     ``media`` is resolved (absolute); ``fps`` is the manifest's frame rate, or None when the
     decoder must read it from the container; ``attributes`` are optional ground-truth labels.
@@ -64,12 +64,20 @@ class MediaRecord:
     attributes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
-def load_records(path: str | Path, *, default_fps: float | None = None) -> list[MediaRecord]:
+def load_records(
+    path: str | Path,
+    *,
+    default_fps: float | None = None,
+    skip_uncaptioned: bool = False,
+    uncaptioned: list[Path] | None = None,
+) -> list[MediaRecord]:
     """Read a dataset (manifest directory, ``.jsonl`` file, or captioned media folder) into records.
 
     ``default_fps`` is used for videos whose frame rate is neither in the manifest nor stored in the
     media (``.npz`` arrays without an ``fps`` entry, frame folders); without it such a record is an error.
     Paper sec. 3: the loaders then resize these records by antialiased resizing and frame skipping.
+    ``skip_uncaptioned``: in a captioned folder, media without a ``.txt`` caption is left out (and
+    appended to ``uncaptioned`` when given) instead of being an error.
     """
     root = Path(path).expanduser()
     if not root.exists():
@@ -81,7 +89,7 @@ def load_records(path: str | Path, *, default_fps: float | None = None) -> list[
     elif (root / MANIFEST_NAME).is_file():
         records = _read_manifest(root / MANIFEST_NAME, default_fps)
     else:
-        records = _read_caption_folder(root, default_fps)
+        records = _read_caption_folder(root, default_fps, skip_uncaptioned, uncaptioned)
     if not records:
         raise DatasetError(f"empty dataset (no records): {root}")
     return records
@@ -131,8 +139,11 @@ def _record_from_entry(entry: Any, base: Path, where: str, default_fps: float | 
     )
 
 
-def _read_caption_folder(folder: Path, default_fps: float | None) -> list[MediaRecord]:
-    """Pair media files / frame sub-folders with same-named ``.txt`` captions (strict both ways)."""
+def _read_caption_folder(
+    folder: Path, default_fps: float | None, skip_uncaptioned: bool, uncaptioned: list[Path] | None
+) -> list[MediaRecord]:
+    """Pair media files / frame sub-folders with same-named ``.txt`` captions (strict both ways,
+    unless ``skip_uncaptioned`` leaves media without a caption out)."""
     media_by_stem: dict[str, Path] = {}
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith(".") or not _is_media(entry):
@@ -150,7 +161,14 @@ def _read_caption_folder(folder: Path, default_fps: float | None) -> list[MediaR
     records = []
     for stem, media in media_by_stem.items():
         if stem not in captions:
-            raise DatasetError(f"media without a caption file ({stem}.txt): {media}")
+            if skip_uncaptioned:
+                if uncaptioned is not None:
+                    uncaptioned.append(media)
+                continue
+            raise DatasetError(
+                f"media without a caption file ({stem}.txt): {media}; add one, or pass "
+                "--skip-uncaptioned to leave such media out"
+            )
         caption = captions[stem].read_text(encoding="utf-8").strip()
         kind = _infer_kind(media)
         fps = _resolve_fps(media.resolve(), kind, None, default_fps, str(media))

@@ -3,7 +3,7 @@
 "We follow Ho et al. (2022b) in jointly training all the models in the Imagen Video pipeline on
 images and videos" (paper sec. 2.6). :class:`JointImageVideoSampler` yields :class:`SampleKey` s of a
 :class:`VideoTextDataset` so that a fraction ``image_fraction`` of each epoch's samples are packed
-images and the rest video clips; batches mix both (``image_mode`` is per sample, contract 1).
+images and the rest video clips; batches mix both (``image_mode`` is per sample).
 
 Each epoch's order is a function of ``(seed, epoch)`` only and is sharded across ranks, and each key
 carries its epoch and slot (its position in the epoch), which seed the sample's augmentation. A run

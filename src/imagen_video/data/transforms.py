@@ -3,12 +3,14 @@
 "We spatially resize images and videos using antialiased bilinear resizing, and we temporally resize
 videos by skipping frames" (paper sec. 3). Frames travel as float ``(T, C, H, W)`` in [0, 1] through
 these functions (frames as the batch axis of ``F.interpolate``); :func:`to_model_video` turns them
-into the model convention ``(C, T, H, W)`` in [-1, 1] (CONTRIBUTING-BRIEF contract 5).
+into the model convention ``(C, T, H, W)`` in [-1, 1] (docs/CONTRIBUTING.md, "Conventions").
 
 Randomness (clip start, crop offsets) comes in as a ``numpy.random.Generator``.
 """
 
 from __future__ import annotations
+
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -27,7 +29,8 @@ __all__ = [
     "to_model_video",
 ]
 
-ASPECT_CROPS = ("center", "random")
+AspectCrop = Literal["center", "random"]
+ASPECT_CROPS: tuple[str, ...] = get_args(AspectCrop)
 
 
 def frame_stride(source_fps: float, target_fps: float) -> int:
@@ -119,7 +122,7 @@ def conditioning_clip(frames: torch.Tensor, cond_frames: int, cond_size: tuple[i
 
     ``frames`` (T, C, H, W) -> (cond_frames, C, h, w) with ``k = T // cond_frames``: frame j of the
     result is frame ``j * k`` of the clip, so frame-repetition upsampling (``repeat_interleave(k)``)
-    puts it back at positions ``j * k .. j * k + k - 1``, exactly aligned (diffusion-math.md sec. 8).
+    puts it back at positions ``j * k .. j * k + k - 1``, exactly aligned (docs/math.md sec. 8).
     """
     total = frames.shape[0]
     if cond_frames < 1 or total % cond_frames:
@@ -128,5 +131,5 @@ def conditioning_clip(frames: torch.Tensor, cond_frames: int, cond_size: tuple[i
 
 
 def to_model_video(frames: torch.Tensor) -> torch.Tensor:
-    """float ``(T, C, H, W)`` in [0, 1] -> contiguous ``(C, T, H, W)`` in [-1, 1] (contract 5)."""
+    """float ``(T, C, H, W)`` in [0, 1] -> contiguous ``(C, T, H, W)`` in [-1, 1]."""
     return frames.permute(1, 0, 2, 3).mul(2.0).sub(1.0).clamp_(-1.0, 1.0).contiguous()

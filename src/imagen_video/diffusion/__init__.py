@@ -1,4 +1,4 @@
-"""Diffusion math, no network inside (paper secs. 2.1-2.7; diffusion-math.md).
+"""Diffusion math, no network inside (paper secs. 2.1-2.7; docs/math.md).
 
 Log-SNR everywhere; t in [0, 1] with t = 0 data. Guidance weights use the paper's eq. 5
 convention (w = 0: no guidance; Saharia's W = 1 + w).

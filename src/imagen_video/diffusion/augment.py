@@ -1,4 +1,4 @@
-"""Noise conditioning augmentation for super-resolution stages (paper sec. 2.5; diffusion-math.md sec. 8).
+"""Noise conditioning augmentation for super-resolution stages (paper sec. 2.5; docs/math.md sec. 8).
 
 The conditioning video, already upsampled to the stage's (T, H, W), is corrupted with the forward
 process ``c_aug = alpha_a c + sigma_a eps'`` and the level's log-SNR ``lambda_a`` is given to the

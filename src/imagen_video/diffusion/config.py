@@ -7,22 +7,29 @@ allowed ones.
 Guidance weights everywhere in this project use the paper's eq. 5 convention,
 ``x_tilde = (1 + w) * x_hat(z, c) - w * x_hat(z, null)``, so ``w = 0`` is plain conditional sampling.
 Saharia et al. (Imagen) write ``W = 1 + w`` (``W = 1`` = no guidance); the paper's Table 1 entry
-"oscillate(15, 1)" follows Saharia and is ``w`` alternating 14 and 0 here (diffusion-math.md sec. 6).
+"oscillate(15, 1)" follows Saharia and is ``w`` alternating 14 and 0 here (docs/math.md sec. 6).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal, get_args
 
 from imagen_video.serialization import JsonConfig
 
-PREDICTIONS = ("v", "eps", "x")
-LOSSES = ("v_mse", "eps_mse", "x_mse", "snr_trunc")
-SAMPLER_NAMES = ("ancestral", "ddim", "stochastic")
-START_FROM = ("upsampled", "interpolated")
-GUIDANCE_MODES = ("constant", "oscillating")
-THRESHOLD_MODES = ("none", "static", "dynamic")
+Prediction = Literal["v", "eps", "x"]
+Loss = Literal["v_mse", "eps_mse", "x_mse", "snr_trunc"]
+SamplerName = Literal["ancestral", "ddim", "stochastic"]
+StartFrom = Literal["upsampled", "interpolated"]
+GuidanceMode = Literal["constant", "oscillating"]
+ThresholdMode = Literal["none", "static", "dynamic"]
+PREDICTIONS: tuple[str, ...] = get_args(Prediction)
+LOSSES: tuple[str, ...] = get_args(Loss)
+SAMPLER_NAMES: tuple[str, ...] = get_args(SamplerName)
+START_FROM: tuple[str, ...] = get_args(StartFrom)
+GUIDANCE_MODES: tuple[str, ...] = get_args(GuidanceMode)
+THRESHOLD_MODES: tuple[str, ...] = get_args(ThresholdMode)
 
 
 def _check_choice(owner: str, name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -37,7 +44,7 @@ def _check_finite(owner: str, name: str, value: float) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class ScheduleConfig(JsonConfig):
-    """Continuous-time cosine log-SNR schedule (paper sec. 2.1; diffusion-math.md sec. 1).
+    """Continuous-time cosine log-SNR schedule (paper sec. 2.1; docs/math.md sec. 1).
 
     ``logsnr(t) = -2 log tan(a t + b) + shift`` with ``logsnr(0) = logsnr_max + shift`` (data end) and
     ``logsnr(1) = logsnr_min + shift`` (noise end).
@@ -72,8 +79,8 @@ class DiffusionConfig(JsonConfig):
     """
 
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
-    prediction: str = "v"  # network output: "v" (paper sec. 2.4), "eps" or "x"
-    loss: str = "v_mse"  # "v_mse" (default), "eps_mse" (paper eq. 2), "x_mse", "snr_trunc"
+    prediction: Prediction = "v"  # network output: "v" (paper sec. 2.4), "eps" or "x"
+    loss: Loss = "v_mse"  # "v_mse" (default), "eps_mse" (paper eq. 2), "x_mse", "snr_trunc"
     p_uncond: float = 0.1  # probability of dropping the text for classifier-free guidance
     aug_t_max: float = 0.5  # max t of the noise-conditioning-augmentation level in training
     t_max: float = 1.0  # max diffusion time t in training (< 1: SR stages sampled from t_start <= t_max)
@@ -105,11 +112,11 @@ class SamplerConfig(JsonConfig):
     in groups of repeated frames.
     """
 
-    name: str = "ancestral"  # "ancestral" (paper eq. 4), "ddim", "stochastic" (distilled, sec. 2.7)
+    name: SamplerName = "ancestral"  # "ancestral" (paper eq. 4), "ddim", "stochastic" (distilled, sec. 2.7)
     steps: int = 256  # number of denoiser evaluations (paper: 256 base, 128 SR, 8 distilled)
     gamma: float = 0.3  # ancestral stochasticity in [0, 1]
     t_start: float = 1.0  # SR stages: < 1 starts from the upsampled input noised to t_start (SDEdit)
-    start_from: str = "upsampled"  # frames of that start: "upsampled" (as conditioned), "interpolated"
+    start_from: StartFrom = "upsampled"  # frames of that start: "upsampled" (as conditioned), "interpolated"
 
     def __post_init__(self) -> None:
         _check_choice("SamplerConfig", "name", self.name, SAMPLER_NAMES)
@@ -130,7 +137,7 @@ class GuidanceConfig(JsonConfig):
     ``constant_steps`` sampler steps, then alternates ``w_low, w_high, w_low, ...``; ``w`` is unused.
     """
 
-    mode: str = "constant"  # "constant" or "oscillating"
+    mode: GuidanceMode = "constant"  # "constant" or "oscillating"
     w: float = 0.0  # constant weight (eq. 5 convention)
     w_high: float = 0.0  # oscillating: high weight (eq. 5 convention)
     w_low: float = 0.0  # oscillating: low weight (eq. 5 convention)
@@ -154,9 +161,9 @@ class GuidanceConfig(JsonConfig):
 
 @dataclasses.dataclass(frozen=True)
 class ThresholdConfig(JsonConfig):
-    """Projection of x_hat to the pixel range (paper sec. 2.6.2; diffusion-math.md sec. 7)."""
+    """Projection of x_hat to the pixel range (paper sec. 2.6.2; docs/math.md sec. 7)."""
 
-    mode: str = "dynamic"  # "none", "static" (clip to [-1, 1]) or "dynamic" (Saharia et al. 2022)
+    mode: ThresholdMode = "dynamic"  # "none", "static" (clip to [-1, 1]) or "dynamic" (Saharia et al. 2022)
     percentile: float = 0.995  # dynamic: quantile p of |x_hat| per sample, in (0, 1]
 
     def __post_init__(self) -> None:
@@ -178,7 +185,7 @@ def paper_schedule() -> ScheduleConfig:
 def shifted_schedule(res: int, ref_res: int) -> ScheduleConfig:
     """Cosine schedule shifted by ``2 log(ref_res / res)`` for a stage at resolution ``res``.
 
-    Not in the paper (diffusion-math.md sec. 1, optional extension): larger stages get noisier.
+    Not in the paper (docs/math.md sec. 1, optional extension): larger stages get noisier.
     """
     if res < 1 or ref_res < 1:
         raise ValueError(f"shifted_schedule needs positive resolutions, got res={res}, ref_res={ref_res}")

@@ -1,4 +1,4 @@
-"""Targets for guidance and progressive distillation (paper sec. 2.7; diffusion-math.md secs. 10-11).
+"""Targets for guidance and progressive distillation (paper sec. 2.7; docs/math.md secs. 10-11).
 
 Pure math, no network: the teacher enters as a callable ``x_teacher_fn(z, logsnr (B,)) -> x_hat``.
 Log-SNRs are floats or (B,) tensors broadcast over (B, C, T, H, W).
@@ -63,7 +63,7 @@ def distillation_target(
     logsnr_t2: torch.Tensor | float,
     x_teacher_fn: XTeacher,
 ) -> torch.Tensor:
-    """Progressive-distillation target x (Salimans & Ho 2022; diffusion-math.md sec. 10).
+    """Progressive-distillation target x (Salimans & Ho 2022; docs/math.md sec. 10).
 
     Two teacher DDIM steps t -> t' -> t'', then the x that takes one student DDIM step t -> t''
     exactly to the teacher's z_t'':

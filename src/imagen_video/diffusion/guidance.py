@@ -7,7 +7,7 @@ and ``step`` the sampler's 0-based step index. The wrappers here build that call
 - :func:`guided_denoiser`: conditional and unconditional passes as ONE batched forward of 2B
   samples, combined in x space by paper eq. 5 (identical to combining v or eps, since each is
   affine in the other at a fixed z_t), then thresholded. Samplers recompute eps_hat from the
-  returned x_hat and z_t, so thresholding also corrects eps (diffusion-math.md sec. 7).
+  returned x_hat and z_t, so thresholding also corrects eps (docs/math.md sec. 7).
 
 Guidance weights use the eq. 5 convention (w = 0: no guidance); see :mod:`imagen_video.diffusion.config`.
 """
@@ -79,7 +79,7 @@ def _quantile(a: torch.Tensor, p: float) -> torch.Tensor:
 
 
 def threshold(x: torch.Tensor, config: ThresholdConfig) -> torch.Tensor:
-    """Project x_hat (B, ...) to the pixel range (paper sec. 2.6.2; diffusion-math.md sec. 7).
+    """Project x_hat (B, ...) to the pixel range (paper sec. 2.6.2; docs/math.md sec. 7).
 
     static: ``clip(x, -1, 1)``. dynamic: per sample ``s = max(1, quantile(|x|, p))``, then
     ``clip(x, -s, s) / s``; in-range samples (all |x| <= 1) are returned unchanged.

@@ -1,4 +1,4 @@
-"""Training losses and conditioning dropout (paper eq. 2, secs. 2.4, 2.6.1; diffusion-math.md sec. 3).
+"""Training losses and conditioning dropout (paper eq. 2, secs. 2.4, 2.6.1; docs/math.md sec. 3).
 
 For the same z_t, the prediction errors in the three spaces are tied in closed form:
 ``||eps_hat - eps||^2 = SNR ||x_hat - x||^2`` and ``||v_hat - v||^2 = (1 + SNR) ||x_hat - x||^2``,
@@ -42,7 +42,7 @@ def prediction_loss(
     loss: str,
     eps: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-sample loss (B,) of a raw prediction against the clean ``x`` (diffusion-math.md sec. 3).
+    """Per-sample loss (B,) of a raw prediction against the clean ``x`` (docs/math.md sec. 3).
 
     pred, z_t, x: (B, ...); logsnr (B,). ``eps`` is the true noise if known (exact targets); else it
     is implied by ``z_t`` and ``x`` (as for a distillation target x). ``loss``: "v_mse" (target

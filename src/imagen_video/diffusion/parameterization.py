@@ -1,4 +1,4 @@
-"""Forward process and the v / eps / x parameterizations (paper secs. 2.1, 2.4; diffusion-math.md sec. 2).
+"""Forward process and the v / eps / x parameterizations (paper secs. 2.1, 2.4; docs/math.md sec. 2).
 
 All functions take a log-SNR that is a Python float, a 0-d tensor, or a (B,) tensor broadcast over
 the trailing dims of a (B, ...) tensor such as a (B, C, T, H, W) video. Arithmetic runs in the
@@ -71,13 +71,13 @@ def v_from(x: torch.Tensor, eps: torch.Tensor, logsnr: torch.Tensor | float) -> 
 
 
 def x_from_v(z: torch.Tensor, v: torch.Tensor, logsnr: torch.Tensor | float) -> torch.Tensor:
-    """``x_hat = alpha z_t - sigma v_hat`` (diffusion-math.md sec. 2)."""
+    """``x_hat = alpha z_t - sigma v_hat`` (docs/math.md sec. 2)."""
     alpha, sigma = alpha_sigma_like(logsnr, z, v)
     return alpha * upcast(z, v) - sigma * upcast(v, z)
 
 
 def eps_from_v(z: torch.Tensor, v: torch.Tensor, logsnr: torch.Tensor | float) -> torch.Tensor:
-    """``eps_hat = sigma z_t + alpha v_hat`` (diffusion-math.md sec. 2)."""
+    """``eps_hat = sigma z_t + alpha v_hat`` (docs/math.md sec. 2)."""
     alpha, sigma = alpha_sigma_like(logsnr, z, v)
     return sigma * upcast(z, v) + alpha * upcast(v, z)
 
@@ -127,7 +127,7 @@ _CONVERTERS: dict[tuple[str, str], _Converter] = {
 def convert_prediction(
     pred: torch.Tensor, z: torch.Tensor, logsnr: torch.Tensor | float, source: str, target: str
 ) -> torch.Tensor:
-    """Convert a ``source`` prediction ("v", "eps" or "x") at z_t to ``target`` (diffusion-math.md sec. 2)."""
+    """Convert a ``source`` prediction ("v", "eps" or "x") at z_t to ``target`` (docs/math.md sec. 2)."""
     for name in (source, target):
         if name not in PREDICTIONS:
             raise ValueError(f"prediction {name!r} is not allowed; allowed: {', '.join(PREDICTIONS)}")
@@ -135,5 +135,5 @@ def convert_prediction(
 
 
 def to_x(pred: torch.Tensor, z: torch.Tensor, logsnr: torch.Tensor | float, prediction: str) -> torch.Tensor:
-    """Raw network output ``pred`` (of kind ``prediction``) to x_hat (diffusion-math.md secs. 2, 3b)."""
+    """Raw network output ``pred`` (of kind ``prediction``) to x_hat (docs/math.md secs. 2, 3b)."""
     return convert_prediction(pred, z, logsnr, prediction, "x")

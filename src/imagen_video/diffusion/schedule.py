@@ -1,4 +1,4 @@
-"""Continuous-time cosine noise schedule in log-SNR (paper sec. 2.1; diffusion-math.md sec. 1).
+"""Continuous-time cosine noise schedule in log-SNR (paper sec. 2.1; docs/math.md sec. 1).
 
 ``logsnr(t) = -2 log tan(a t + b)`` with ``b = arctan(exp(-logsnr_max / 2))`` and
 ``a = arctan(exp(-logsnr_min / 2)) - b``; t = 0 is data, t = 1 is (almost) pure noise.
@@ -37,7 +37,7 @@ def _as_float_tensor(value: torch.Tensor | float) -> torch.Tensor:
 
 
 def logsnr_from_t(t: torch.Tensor | float, cfg: ScheduleConfig) -> torch.Tensor:
-    """Cosine log-SNR ``lambda_t`` for t in [0, 1] (paper sec. 2.1; diffusion-math.md sec. 1).
+    """Cosine log-SNR ``lambda_t`` for t in [0, 1] (paper sec. 2.1; docs/math.md sec. 1).
 
     Any shape; returns t's dtype (at least float32; Python floats give float64).
     """
@@ -49,7 +49,7 @@ def logsnr_from_t(t: torch.Tensor | float, cfg: ScheduleConfig) -> torch.Tensor:
 
 
 def t_from_logsnr(logsnr: torch.Tensor | float, cfg: ScheduleConfig) -> torch.Tensor:
-    """Inverse schedule ``t(lambda) = (arctan(exp(-lambda / 2)) - b) / a`` (diffusion-math.md sec. 1)."""
+    """Inverse schedule ``t(lambda) = (arctan(exp(-lambda / 2)) - b) / a`` (docs/math.md sec. 1)."""
     logsnr = _as_float_tensor(logsnr) - cfg.shift
     a, b, c = _constants(cfg)
     upper = (torch.atan(torch.exp(-logsnr / 2.0)) - b) / a  # lambda >= 0, t <= 1/2
@@ -88,5 +88,5 @@ def logsnr_grid(steps: int, cfg: ScheduleConfig, t_start: float = 1.0) -> torch.
 
 
 def snr_trunc_weight(logsnr: torch.Tensor) -> torch.Tensor:
-    """``max(SNR, 1) = exp(max(lambda, 0))``, the truncated-SNR weight (diffusion-math.md secs. 3, 10)."""
+    """``max(SNR, 1) = exp(max(lambda, 0))``, the truncated-SNR weight (docs/math.md secs. 3, 10)."""
     return torch.exp(torch.clamp(logsnr, min=0.0))

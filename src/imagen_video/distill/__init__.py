@@ -1,4 +1,4 @@
-"""Distillation for fast sampling (paper secs. 2.7, 3.4; diffusion-math.md secs. 10-12).
+"""Distillation for fast sampling (paper secs. 2.7, 3.4; docs/math.md secs. 10-12).
 
 Two stages (Meng et al. 2022):
 

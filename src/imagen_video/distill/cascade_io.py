@@ -1,5 +1,5 @@
 """Distilled stages in cascade directories: load a stage to distill, assemble original / mixed / fully
-distilled cascades (paper sec. 3.4, Table 1; brief contract 6).
+distilled cascades (paper sec. 3.4, Table 1).
 
 A distilled stage folder (``<run>/stage``, written by ``save_stage``) has the same network as the
 original plus the w-embedding (``unet.use_guidance_embedding=True``) and defaults to the stochastic
@@ -11,7 +11,6 @@ unchanged: the runner gives guidance-conditioned stages one forward per step wit
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,12 +27,11 @@ from imagen_video.cascade.directory import (
 from imagen_video.cascade.runner import Cascade
 from imagen_video.cascade.stage_io import (
     CONFIG_FILE,
-    WEIGHTS_FILE,
+    copy_stage_folder,
     load_stage,
     read_stage_config,
     save_stage,
 )
-from imagen_video.serialization import atomic_write
 
 PathLike = str | os.PathLike[str]
 
@@ -83,8 +81,7 @@ def _copy_stage(source: Path, target: Path, weights_dtype: str | None = None) ->
         config, model = load_stage(source, stage_name=target.name)
         save_stage(target, config, model.to(WEIGHT_DTYPES[weights_dtype]))
         return
-    for name in (WEIGHTS_FILE, CONFIG_FILE):
-        atomic_write(target / name, lambda tmp, name=name: shutil.copyfile(source / name, tmp))
+    copy_stage_folder(source, target)
 
 
 def assemble_distilled_cascade(

@@ -1,4 +1,4 @@
-"""Distillation settings and the round plan (paper sec. 2.7; diffusion-math.md secs. 10-12).
+"""Distillation settings and the round plan (paper sec. 2.7; docs/math.md secs. 10-12).
 
 Conventions used by every number here:
 
@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal, get_args
 
 from imagen_video.serialization import JsonConfig
+from imagen_video.train.config import PRECISIONS, Precision
 
-DISTILL_LOSSES = ("snr_trunc", "v_mse")
-PHASES = ("guidance", "progressive", "all")
-PRECISIONS = ("fp32", "bf16")
+DistillLoss = Literal["snr_trunc", "v_mse"]
+Phase = Literal["guidance", "progressive", "all"]
+DISTILL_LOSSES: tuple[str, ...] = get_args(DistillLoss)
+PHASES: tuple[str, ...] = get_args(Phase)
 
 
 def _is_power_of_two(value: int) -> bool:
@@ -41,7 +44,7 @@ class DistillConfig(JsonConfig):
 
     w_min: float = 0.0  # lower end of the training guidance range (eq. 5 convention)
     w_max: float = 15.0  # upper end (eq. 5 convention; Saharia's W up to 16)
-    loss: str = "snr_trunc"  # "snr_trunc" (Salimans & Ho / Meng et al.) or "v_mse"
+    loss: DistillLoss = "snr_trunc"  # "snr_trunc" (Salimans & Ho / Meng et al.) or "v_mse"
     guidance_steps: int = 1000  # optimiser steps of stage 1 (0: only add the zero-init w-embedding)
     start_steps: int = 256  # DDIM teacher steps of the first progressive round (2N)
     target_steps: int = 8  # student steps after the last round (paper: 8 per stage)
@@ -60,7 +63,7 @@ class DistillConfig(JsonConfig):
     checkpoint_every: int = 200  # optimiser steps between checkpoints (and at every phase end)
     keep_checkpoints: int = 2  # newest checkpoints kept on disk
     seed: int = 0  # data order and the distillation noise generator
-    precision: str = "fp32"  # "bf16": bf16 autocast of the networks on CUDA; math stays float32
+    precision: Precision = "fp32"  # "bf16": bf16 autocast of the networks on CUDA; math stays float32
 
     def __post_init__(self) -> None:
         for name in ("w_min", "w_max", "lr", "adam_eps", "weight_decay", "ema_decay"):
@@ -130,7 +133,7 @@ def distillation_plan(config: DistillConfig, phase: str) -> tuple[Round, ...]:
     """The rounds of ``phase`` ("guidance", "progressive" or "all"): e.g. 256 -> 128 -> ... -> 8.
 
     Progressive rounds halve the step count from ``start_steps`` down to ``target_steps``
-    (diffusion-math.md sec. 10); the guidance round comes first (sec. 11).
+    (docs/math.md sec. 10); the guidance round comes first (sec. 11).
     """
     if phase not in PHASES:
         raise ValueError(f"phase {phase!r} is not allowed; allowed: {', '.join(PHASES)}")

@@ -1,5 +1,5 @@
 """``distill_stage``: guidance distillation then progressive distillation of one cascade stage, resumable
-(paper sec. 2.7; diffusion-math.md secs. 10-12).
+(paper sec. 2.7; docs/math.md secs. 10-12).
 
 The plan (:func:`~imagen_video.distill.config.distillation_plan`) is a list of rounds. Round 0 of
 ``--phase all`` is guidance distillation: the teacher is the original stage, the student its copy
@@ -14,7 +14,7 @@ Output directory (``<phase>`` is guidance, progressive or all)::
     plan.<phase>.json           the rounds of the plan
     distill_log.<phase>.csv     one row per optimiser step (see imagen_video.distill.records)
     rounds.<phase>.json         per-round loss summary of the finished rounds
-    checkpoints/<phase>/step_*/ student, ema, optimizer, rng + state.json (phase, round, step, ...)
+    checkpoints/<phase>/step_*/ model (the student), ema, optimizer, rng + state.json (phase, round, ...)
     rounds/<round name>/        stage folder of each finished round (EMA weights), e.g. round2_64steps
     stage/                      the final distilled stage folder (stochastic sampler, target steps)
     text_cache/                 caption embeddings (unless another cache directory is given)
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -60,16 +59,14 @@ from imagen_video.train.ema import EMA
 from imagen_video.train.monitor import CsvLog, StopSignal, progress_bar
 from imagen_video.train.state import (
     capture_rng,
-    load_model_tensors,
-    load_optimizer_tensors,
-    model_tensors,
-    optimizer_tensors,
+    load_weights_groups,
     restore_rng,
     tensors_digest,
+    weights_groups,
 )
-from imagen_video.train.text_cache import prepare_text_cache
+from imagen_video.train.text_cache import open_run_text_cache
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the student's weights in the group ``model`` (1: ``student``)
 
 
 @dataclasses.dataclass
@@ -152,11 +149,11 @@ class _Distiller:
 
     def _text_cache(self, encoder: str, max_length: int, cache_dir: str | Path | None) -> Any:
         """Every caption of the dataset encoded once (paper sec. 2.2: frozen text encoder)."""
-        directory = Path(cache_dir) if cache_dir is not None else self.out / "text_cache"
-        return prepare_text_cache(
-            directory,
+        return open_run_text_cache(
+            cache_dir,
+            self.out,
             [r.caption for r in self.dataset.records],
-            encoder_name=encoder,
+            encoder=encoder,
             max_length=max_length,
             text_dim=self.source_stage.unet.text.dim,
             device=str(self.device),
@@ -210,13 +207,16 @@ class _Distiller:
 
     def restore(self) -> None:
         """Read the newest complete checkpoint of this phase (nothing to do when there is none)."""
-        for stale in ckpt.remove_temp_dirs(self.ckpt_root):
-            print(f"removed incomplete checkpoint {stale}", file=sys.stderr)
-        path = ckpt.find_latest_checkpoint(self.ckpt_root)
-        if path is None:
-            print(f"no checkpoint in {self.ckpt_root}; starting from step 0", file=sys.stderr)
+        ckpt.clear_incomplete(self.ckpt_root)
+        latest = ckpt.open_latest_checkpoint(self.ckpt_root)
+        if latest is None:
             return
-        groups, state = ckpt.read_checkpoint(path)
+        path, groups, state = latest
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ValueError(
+                f"checkpoint {path} has format {state.get('format')!r}; this version resumes format "
+                f"{CHECKPOINT_FORMAT}: distill into a new output directory"
+            )
         plan = [r.to_dict() for r in self.plan]
         if state["plan"] != plan or state["batch_size"] != self.cfg.batch_size:
             raise ValueError(
@@ -244,9 +244,7 @@ class _Distiller:
                 f"round {rs.rnd.name!r} was distilled for a sampler starting at t = {t_start}, not "
                 f"{rs.stage.sampler.t_start}; resume with the same --t-start or use a new output directory"
             )
-        load_model_tensors(rs.student, groups["student"])
-        rs.ema.load_state(groups["ema"], state["ema_num_updates"])
-        load_optimizer_tensors(rs.student, rs.optimizer, groups["optimizer"], state["optimizer"])
+        load_weights_groups(rs.student, rs.ema, rs.optimizer, groups, state)
         rs.step = int(state["round_step"])
 
     def save(self, rs: _RoundState) -> None:
@@ -255,7 +253,7 @@ class _Distiller:
             self.global_step
         ):
             return
-        optim_tensors, optim_meta = optimizer_tensors(rs.student, rs.optimizer)
+        groups, weights_meta = weights_groups(rs.student, rs.ema, rs.optimizer)
         rng_tensors, rng_meta = capture_rng(self.generator)
         state = {
             "format": CHECKPOINT_FORMAT,
@@ -269,21 +267,18 @@ class _Distiller:
             "global_step": self.global_step,
             "micro_batches": self.micro_batches,
             "batch_size": self.cfg.batch_size,
-            "ema_num_updates": rs.ema.num_updates,
             "teacher_digest": rs.teacher_digest,
-            "optimizer": optim_meta,
+            **weights_meta,
             "rng": rng_meta,
             "distill_config": self.cfg.to_dict(),
             "stage_config": rs.stage.to_dict(),
         }
-        groups = {
-            "student": model_tensors(rs.student),
-            "ema": rs.ema.state_tensors(),
-            "optimizer": optim_tensors,
-            "rng": rng_tensors,
-        }
         self.last_checkpoint = ckpt.write_checkpoint(
-            self.ckpt_root, self.global_step, groups, state, keep=self.cfg.keep_checkpoints
+            self.ckpt_root,
+            self.global_step,
+            {**groups, "rng": rng_tensors},
+            state,
+            keep=self.cfg.keep_checkpoints,
         )
 
     # ---- the loop -----------------------------------------------------------------------------

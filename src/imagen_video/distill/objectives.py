@@ -1,4 +1,4 @@
-"""Distillation targets and losses on one micro-batch (paper sec. 2.7; diffusion-math.md secs. 10-11).
+"""Distillation targets and losses on one micro-batch (paper sec. 2.7; docs/math.md secs. 10-11).
 
 Both phases see the training data exactly as training does: clips ``x`` from ``imagen_video.data``,
 cached text embeddings, and for SR stages the low-resolution clip upsampled with ``upsample_video``
@@ -43,7 +43,8 @@ from imagen_video.train.step import autocast
 
 @dataclasses.dataclass(frozen=True)
 class StageInputs:
-    """One micro-batch with its conditioning, as teacher and student see it (contract 1 shapes)."""
+    """One micro-batch with its conditioning, as teacher and student see it (``VideoUNet.forward``'s
+    shapes)."""
 
     x: torch.Tensor  # (B, C, T, H, W) clean clips in [-1, 1], float32
     tokens: torch.Tensor  # (B, L, D) text tokens
@@ -163,7 +164,7 @@ def guidance_distillation_loss(
     loss: str = "snr_trunc",
     precision: str = "fp32",
 ) -> torch.Tensor:
-    """Per-sample stage-1 loss (B,) (paper sec. 2.7; diffusion-math.md sec. 11; Meng et al. 2022).
+    """Per-sample stage-1 loss (B,) (paper sec. 2.7; docs/math.md sec. 11; Meng et al. 2022).
 
     Draws ``t ~ U(0, t0)`` (B,) (``t0 = stage.sampler.t_start``) then ``eps ~ N(0, I)`` from
     ``generator``; z_t from the forward process; target = the teacher's guided x at weight ``w`` (B,);
@@ -184,7 +185,7 @@ def guidance_distillation_loss(
 
 @dataclasses.dataclass(frozen=True)
 class ProgressiveTarget:
-    """One progressive-distillation example (diffusion-math.md sec. 10), float64 except ``w``."""
+    """One progressive-distillation example (docs/math.md sec. 10), float64 except ``w``."""
 
     z_t: torch.Tensor  # (B, C, T, H, W) the student's input at t = t0 i / N
     logsnr_t: torch.Tensor  # (B,) at t

@@ -1,4 +1,4 @@
-"""Students and the stage configs of distilled models (paper sec. 2.7; diffusion-math.md secs. 11-12).
+"""Students and the stage configs of distilled models (paper sec. 2.7; docs/math.md secs. 11-12).
 
 A guidance student is the teacher's U-Net with ``use_guidance_embedding=True``: every teacher weight is
 copied and the new w-embedding's last layer is zero-initialised by the U-Net, so the student starts
@@ -24,7 +24,7 @@ GUIDANCE_EMBED_PREFIX = "guidance_embed."
 
 
 def guidance_student_config(stage: StageConfig) -> StageConfig:
-    """``stage`` with a w-embedding in its U-Net (paper sec. 2.7 stage 1; diffusion-math.md sec. 11).
+    """``stage`` with a w-embedding in its U-Net (paper sec. 2.7 stage 1; docs/math.md sec. 11).
 
     Sampler, guidance schedule and thresholding are kept: the student replaces the guided pair of
     forwards by one forward with ``guidance_w`` at the same steps.

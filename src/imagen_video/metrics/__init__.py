@@ -2,7 +2,7 @@
 
 All feature networks come from local files (nothing is downloaded); the Fréchet distance is computed
 in float64. Metrics share one interface (:class:`Metric`) and a registry, so the synthetic world's
-in-domain metrics plug in under the name ``world`` (:mod:`imagen_video.metrics.world`).
+in-domain metrics plug in under the name ``world`` once :mod:`imagen_video.world.metric` is imported.
 Heavy optional dependencies (torchmetrics, transformers) are imported only when a metric is built.
 """
 
@@ -38,17 +38,10 @@ def _build_clip(config: MetricsConfig) -> Metric:
     return build_clip_metrics(config)
 
 
-def _build_world(config: MetricsConfig) -> Metric:
-    from imagen_video.metrics.world import build_world_metrics
-
-    return build_world_metrics(config)
-
-
 register_metric("fid", _build_fid)
 register_metric("fvd", _build_fvd)
 register_metric("clip", _build_clip)
 register_metric("rprec", _build_clip)
-register_metric("world", _build_world)
 
 __all__ = [
     "FeatureNetwork",

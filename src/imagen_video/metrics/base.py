@@ -3,7 +3,7 @@
 A metric maps generated videos (N, C, T, H, W) float in [0, 1], their prompts (one per video) and an
 optional reference video set to a :class:`MetricResult`. Metrics are built by name from a
 :class:`MetricsConfig` through a registry, so in-domain metrics plug in with :func:`register_metric`
-(see ``imagen_video.metrics.world``). Paper sec. 3 and Table 1; diffusion-math.md sec. 13.
+(see ``imagen_video.world.metric``). Paper sec. 3 and Table 1; docs/math.md sec. 13.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from imagen_video.metrics.i3d import I3D_FEATURE_LAYERS
+from imagen_video.metrics.i3d import I3D_FEATURE_LAYERS, I3DFeatureLayer
 from imagen_video.serialization import JsonConfig
 
 
@@ -28,7 +28,7 @@ class MetricsConfig(JsonConfig):
     """TorchScript Inception for frame FID (e.g. StyleGAN2-ADA's ``inception-2015-12-05.pt``)."""
     i3d_weights: str | None = None
     """I3D for FVD: StyleGAN-V's ``i3d_torchscript.pt`` or an InceptionI3d state dict."""
-    i3d_features: str = "logits"
+    i3d_features: I3DFeatureLayer = "logits"
     """State-dict I3D only: "logits" (400-d, the reference FVD embedding) or "pool" (1024-d)."""
     fvd_frames: int | None = None
     """Use the first N frames of every clip for FVD (None: all frames)."""

@@ -1,4 +1,4 @@
-"""CLIP score and CLIP R-Precision over video frames (paper sec. 3.4, Table 1; diffusion-math.md sec. 13).
+"""CLIP score and CLIP R-Precision over video frames (paper sec. 3.4, Table 1; docs/math.md sec. 13).
 
 - CLIP score: 100 * max(cos(E_image(frame), E_text(prompt)), 0), averaged over all frames of a video,
   then over videos (Hessel et al. 2021; the paper reports about 25 on this 0-100 scale).

@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
@@ -25,6 +25,9 @@ from tqdm.auto import tqdm
 from imagen_video.metrics.base import Metric, MetricsConfig, build_metrics
 from imagen_video.metrics.videos import load_video_dir, save_video_npz
 from imagen_video.serialization import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from imagen_video.cascade.sharded import Shard
 
 LABELS = {
     "clip_score": "CLIP score",
@@ -177,6 +180,7 @@ def generate_runs(
     batch_size: int = 8,
     device: str = "cpu",
     progress: bool = True,
+    shard: Shard | None = None,
 ) -> list[VideoRun]:
     """Sample one video per prompt and seed with the cascade in ``model_dir``, cached for resumption.
 
@@ -184,41 +188,53 @@ def generate_runs(
     batch whose files all exist is not sampled again. Batch ``[i, i + batch_size)`` of seed ``s`` uses
     ``torch.Generator(device).manual_seed(s * 1_000_003 + i)``, so a resumed run samples what the
     uninterrupted run would have. ``sampling_seconds`` is reported when no batch came from the cache.
+    Under torchrun (``shard``, see :mod:`imagen_video.cascade.sharded`) the ranks claim the batches
+    from the job's store, ``sampling_seconds`` sums the ranks' seconds, and only rank 0 gets the runs
+    (the other ranks get an empty list once every batch is written).
     """
     from imagen_video.cascade import Cascade
+    from imagen_video.cascade.sharded import JobProgress, Shard, from_main, sum_over_ranks
 
-    cascade = None
-    runs = []
+    shard = shard or Shard(0, 1, 0, torch.device(device))
     key = {"model": str(Path(model_dir).resolve()), "prompts": list(prompts), "batch_size": batch_size}
+    todo: list[tuple[int, int, list[Path]]] = []
     for seed in seeds:
         seed_dir = Path(cache_dir) / f"seed-{seed}"
         _check_cache_key(seed_dir, {**key, "seed": seed})
-        elapsed, cached = 0.0, False
-        starts = range(0, len(prompts), batch_size)
-        for start in tqdm(starts, desc=f"generate seed {seed}", file=sys.stderr, disable=not progress):
+        for start in range(0, len(prompts), batch_size):
             paths = [seed_dir / f"{i:05d}.npz" for i in range(start, min(start + batch_size, len(prompts)))]
-            if all(p.is_file() for p in paths):
-                cached = True
-                continue
-            cascade = cascade or Cascade.from_pretrained(model_dir, device=device)
-            generator = torch.Generator(device).manual_seed(seed * 1_000_003 + start)
-            begin = time.perf_counter()
-            result = cascade.generate(
-                list(prompts[start : start + len(paths)]), generator=generator, progress=False
-            )
-            elapsed += time.perf_counter() - begin
-            for path, video in zip(paths, result.video, strict=True):  # video (C, T, H, W)
-                save_video_npz(path, video, result.fps)
-        values = {} if cached else {"sampling_seconds": elapsed}
-        runs.append(
-            VideoRun(
-                f"seed {seed}",
-                load_video_dir(seed_dir, expected=len(prompts)),
-                {"seed": seed, "batch_size": batch_size},
-                values,
-            )
+            if not all(p.is_file() for p in paths):
+                todo.append((seed, start, paths))
+    todo = from_main(todo, shard)  # what rank 0 found, before any rank writes
+    batches = math.ceil(len(prompts) / batch_size)
+    cached = {seed for seed in seeds if sum(t[0] == seed for t in todo) < batches}
+    total = len(prompts) * len(seeds)
+    bar = JobProgress(shard, total, total - sum(len(t[2]) for t in todo), enabled=progress, desc="generate")
+    cascade, elapsed = None, dict.fromkeys(seeds, 0.0)
+    for k in shard.claim(len(todo)):
+        seed, start, paths = todo[k]
+        cascade = cascade or Cascade.from_pretrained(model_dir, device=shard.device)
+        generator = torch.Generator(shard.device).manual_seed(seed * 1_000_003 + start)
+        begin = time.perf_counter()
+        chunk = list(prompts[start : start + len(paths)])
+        result = cascade.generate(chunk, generator=generator, progress=False)
+        elapsed[seed] += time.perf_counter() - begin
+        for path, video in zip(paths, result.video, strict=True):  # video (C, T, H, W)
+            save_video_npz(path, video, result.fps)
+        bar.finished_batch(len(paths))
+    bar.wait_for_all()
+    seconds = sum_over_ranks([elapsed[seed] for seed in seeds], shard)
+    if not shard.is_main:
+        return []
+    return [
+        VideoRun(
+            f"seed {seed}",
+            load_video_dir(Path(cache_dir) / f"seed-{seed}", expected=len(prompts)),
+            {"seed": seed, "batch_size": batch_size},
+            {} if seed in cached else {"sampling_seconds": spent},
         )
-    return runs
+        for seed, spent in zip(seeds, seconds, strict=True)
+    ]
 
 
 def _check_cache_key(seed_dir: Path, key: dict[str, Any]) -> None:

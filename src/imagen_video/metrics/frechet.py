@@ -1,7 +1,7 @@
 """The Fréchet distance between Gaussians fitted to two feature sets (FID, FVD), in float64.
 
 For feature sets A and B with means mu_1, mu_2 and covariances S_1, S_2 (Heusel et al. 2017;
-Unterthiner et al. 2019; diffusion-math.md sec. 13):
+Unterthiner et al. 2019; docs/math.md sec. 13):
 
     d^2 = ||mu_1 - mu_2||^2 + tr(S_1) + tr(S_2) - 2 tr((S_1 S_2)^{1/2}).
 
@@ -75,7 +75,7 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
 
 
 def frechet_distance_from_stats(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
-    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) in float64 (diffusion-math.md sec. 13).
+    """Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) in float64 (docs/math.md sec. 13).
 
     ``mu*`` have shape (D,), ``sigma*`` shape (D, D) and must be symmetric positive semi-definite.
     """

@@ -9,6 +9,8 @@ the original TF-slim graph. Input: (B, 3, T, 224, 224) float in [-1, 1]. Paper s
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,7 +28,8 @@ _MIXED: dict[str, tuple[int, int, int, int, int, int]] = {
     "Mixed_5c": (384, 192, 384, 48, 128, 128),
 }
 
-I3D_FEATURE_LAYERS = ("logits", "pool")
+I3DFeatureLayer = Literal["logits", "pool"]
+I3D_FEATURE_LAYERS: tuple[str, ...] = get_args(I3DFeatureLayer)
 
 
 def _same_pad(x: torch.Tensor, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Loading the feature networks of FID and FVD from local files, and naming them by hash.
 
-Nothing here downloads: the user passes a file. Supported formats (paper sec. 3; diffusion-math.md
+Nothing here downloads: the user passes a file. Supported formats (paper sec. 3; docs/math.md
 sec. 13 asks that every report names the network and its weights):
 
 - **TorchScript** (``torch.jit.save`` archives; recognised by their ``constants.pkl`` entry). The

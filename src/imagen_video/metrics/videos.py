@@ -3,9 +3,9 @@
 A video directory holds one entry per video, taken in sorted name order: a video file (.mp4, .webm,
 .avi, .mov, .mkv, .gif), a ``.npz`` with array ``frames`` uint8 (T, H, W, 3) (the project's lossless
 format), or a sub-folder of image frames sorted by name; all are decoded by
-:func:`imagen_video.data.decode.decode_media` (brief contract 4). Caption sidecars (.txt, .json,
-.jsonl, .md) and hidden files are skipped.
-Videos come back as float (N, C, T, H, W) in [0, 1], the metrics' input convention (contract 5).
+:func:`imagen_video.data.decode.decode_media`, the data loaders' decoder. Caption sidecars (.txt,
+.json, .jsonl, .md) and hidden files are skipped.
+Videos come back as float (N, C, T, H, W) in [0, 1], the metrics' input convention.
 """
 
 from __future__ import annotations
@@ -21,17 +21,6 @@ from imagen_video.data.manifest import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from imagen_video.serialization import atomic_path
 
 SIDECAR_SUFFIXES = (".txt", ".json", ".jsonl", ".md")
-
-
-def read_prompts(path: str | os.PathLike[str]) -> list[str]:
-    """Read a prompt file: one prompt per line, surrounding whitespace stripped, blank lines skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"prompt file not found: {path}")
-    prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not prompts:
-        raise ValueError(f"prompt file {path} holds no prompts (one prompt per line expected)")
-    return prompts
 
 
 def list_video_entries(directory: str | os.PathLike[str]) -> list[Path]:
@@ -60,7 +49,7 @@ def list_video_entries(directory: str | os.PathLike[str]) -> list[Path]:
 
 
 def read_video(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode one video entry to uint8 (T, H, W, 3) with the data loaders' decoder (contract 4)."""
+    """Decode one video entry to uint8 (T, H, W, 3) with the data loaders' decoder."""
     try:
         return decode_media(path).frames
     except MediaDecodeError as err:

@@ -9,17 +9,21 @@ level is a small :class:`LevelConfig`; text conditioning is a :class:`TextConfig
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from imagen_video.serialization import JsonConfig
 
-TEMPORAL_MIXING = ("attention", "conv", "none")
+TemporalMixing = Literal["attention", "conv", "none"]
+TEMPORAL_MIXING: tuple[str, ...] = get_args(TemporalMixing)
 """Allowed temporal layers of a level: temporal self-attention (base model), temporal convolution
 (SR models, paper sec. 2.3), or none (a purely spatial level)."""
 
-NORMS = ("group", "layer")
+Norm = Literal["group", "layer"]
+NORMS: tuple[str, ...] = get_args(Norm)
 """Allowed normalisations: GroupNorm per frame, or LayerNorm over channels per position."""
 
-SKIPS = ("add", "add_scaled", "concat")
+Skip = Literal["add", "add_scaled", "concat"]
+SKIPS: tuple[str, ...] = get_args(Skip)
 """Allowed U-Net skip connections: added to the up path (every block starts with a normalisation, so no
 rescaling is needed), added and scaled by 1/sqrt(2) (Imagen's Efficient U-Net, Saharia et al. 2022b,
 App. B), or concatenated on channels (DDPM)."""
@@ -42,7 +46,7 @@ class LevelConfig(JsonConfig):
     """Self-attention within each frame (paper: base and the first two SSR stages only)."""
     cross_attention: bool = False
     """Cross-attention to the text tokens (the pooled text embedding reaches every level regardless)."""
-    temporal: str = "attention"
+    temporal: TemporalMixing = "attention"
     """Temporal mixing: one of TEMPORAL_MIXING ("attention" base, "conv" SR stages, "none")."""
 
     def __post_init__(self) -> None:
@@ -102,13 +106,13 @@ class UNetConfig(JsonConfig):
     """Channels per attention head; a level with C channels has C // head_dim heads."""
     temporal_kernel: int = 3
     """Kernel size of the temporal convolutions (odd)."""
-    norm: str = "layer"
+    norm: Norm = "layer"
     """Normalisation, one of NORMS; statistics are always per frame so frames stay independent.
     "layer" (LayerNorm over the channels of each position) is the default: on channels-last memory it
     is a contiguous reduction, measurably cheaper than GroupNorm (docs/performance.md)."""
     norm_groups: int = 32
     """Groups of the GroupNorm (each level's channels must be divisible by it when norm == "group")."""
-    skip: str = "add"
+    skip: Skip = "add"
     """U-Net skip connections, one of SKIPS: "add" (cheaper: the up blocks keep their width),
     "add_scaled" (the same, times 1/sqrt(2); for weights trained with it) or "concat" (the up blocks'
     first convolution sees twice the channels)."""
@@ -120,7 +124,7 @@ class UNetConfig(JsonConfig):
     dropout: float = 0.0
     """Dropout inside the residual blocks."""
     use_guidance_embedding: bool = False
-    """Embed the guidance weight w (guidance-distilled students, paper sec. 2.7; diffusion-math.md
+    """Embed the guidance weight w (guidance-distilled students, paper sec. 2.7; docs/math.md
     sec. 11). Its last layer is zero-initialised, so a student copied from its teacher starts equal."""
     gradient_checkpointing: bool = False
     """Recompute each block's activations in the backward pass (torch.utils.checkpoint)."""

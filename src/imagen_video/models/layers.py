@@ -28,7 +28,7 @@ def sinusoidal_embedding(x: Tensor, dim: int, max_period: float = 10000.0) -> Te
 
 
 def logsnr_to_unit(logsnr: Tensor) -> Tensor:
-    """Monotone map of log-SNR onto (0, 1): the cosine-schedule time of that log-SNR (diffusion-math.md
+    """Monotone map of log-SNR onto (0, 1): the cosine-schedule time of that log-SNR (docs/math.md
     sec. 1 with logsnr_min/max at -inf/+inf), 2/pi * arctan(exp(-logsnr / 2)); decreasing in log-SNR.
 
     Stable for any finite or infinite log-SNR: exp overflows to inf and arctan(inf) = pi/2.

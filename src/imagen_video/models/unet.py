@@ -179,7 +179,7 @@ class VideoUNet(nn.Module):
     ) -> Tensor:
         """Predict (v by default) from z_t (B, C, T, H, W) at log-SNR (B,) given text (B, L, D) / (B, L).
 
-        Contract 1 of the project brief; see :class:`VideoUNet` and paper secs. 2.3, 2.5, 2.6.
+        See :class:`VideoUNet` and paper secs. 2.3, 2.5, 2.6.
         Returns the raw prediction with z_t's shape (B, C_out, T, H, W).
         """
         self._validate(

@@ -1,4 +1,4 @@
-"""Ancestral sampler with gamma-interpolated variance (paper eqs. 3-4; diffusion-math.md sec. 4)."""
+"""Ancestral sampler with gamma-interpolated variance (paper eqs. 3-4; docs/math.md sec. 4)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The loop every sampler shares: time grid, denoiser calls, finiteness checks and callbacks.
 
 Samplers walk the uniform grid ``t_i = 1 - i / steps`` (paper sec. 2.1) and call
-``denoise(z_t, logsnr_t (B,), step) -> x_hat`` once per step (diffusion-math.md sec. 3b). Update
+``denoise(z_t, logsnr_t (B,), step) -> x_hat`` once per step (docs/math.md sec. 3b). Update
 coefficients are computed in float64 from the log-SNR grid; the state ``z`` is kept in the
 promotion of z_1's dtype and float32 (float32 for bf16 / float16 / float32 input, float64 for
 float64), whatever dtype the network runs in. The last step returns x_hat with no noise.

@@ -1,4 +1,4 @@
-"""Deterministic DDIM sampler (paper sec. 2.1; diffusion-math.md sec. 5)."""
+"""Deterministic DDIM sampler (paper sec. 2.1; docs/math.md sec. 5)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from imagen_video.samplers.base import Callback, Denoise, Grid, alpha_sigma_f64,
 
 
 def ddim_coefficients(logsnr_t: float, logsnr_s: float) -> tuple[float, float]:
-    """Float64 ``(c_z, c_x)`` with ``z_s = c_z z_t + c_x x_hat`` (diffusion-math.md sec. 5).
+    """Float64 ``(c_z, c_x)`` with ``z_s = c_z z_t + c_x x_hat`` (docs/math.md sec. 5).
 
     From ``z_s = alpha_s x_hat + sigma_s eps_hat``, ``eps_hat = (z_t - alpha_t x_hat) / sigma_t``.
     """
@@ -28,7 +28,7 @@ def sample_ddim(
     callback: Callback | None = None,
     t_start: float = 1.0,
 ) -> torch.Tensor:
-    """DDIM sampling from z_1 (B, C, T, H, W) to x (paper sec. 2.1; diffusion-math.md sec. 5).
+    """DDIM sampling from z_1 (B, C, T, H, W) to x (paper sec. 2.1; docs/math.md sec. 5).
 
     Deterministic: ``generator`` is accepted for the shared signature and never used.
     eps_hat is recomputed from x_hat and z_t, so a thresholded x_hat also corrects eps_hat.

@@ -41,7 +41,7 @@ def sample_stochastic(
     callback: Callback | None = None,
     t_start: float = 1.0,
 ) -> torch.Tensor:
-    """Stochastic N-step sampling from z_1 (B, C, T, H, W) (paper sec. 2.7; diffusion-math.md sec. 12).
+    """Stochastic N-step sampling from z_1 (B, C, T, H, W) (paper sec. 2.7; docs/math.md sec. 12).
 
     With h = 1 / steps, from t: a DDIM step with twice the step, t -> t - 2h, then a forward-process
     step back up to t - h with fresh noise from ``generator``. The last step (t = h) returns x_hat.

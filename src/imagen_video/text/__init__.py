@@ -16,7 +16,7 @@ from imagen_video.text.base import (
     TextTruncationWarning,
 )
 from imagen_video.text.cache import CacheBuildStats, CachedTextEncoder, EmbeddingCache
-from imagen_video.text.captions import read_caption_file, read_manifest_captions
+from imagen_video.text.captions import read_manifest_captions
 from imagen_video.text.embedded import EMBEDDED_MODEL_NAME, embedded_model_dir
 from imagen_video.text.hf import HFTextEncoder
 from imagen_video.text.load import load_text_encoder
@@ -33,6 +33,5 @@ __all__ = [
     "TextTruncationWarning",
     "embedded_model_dir",
     "load_text_encoder",
-    "read_caption_file",
     "read_manifest_captions",
 ]

@@ -25,7 +25,7 @@ def load_text_encoder(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | str | None = None,
 ) -> TextEncoder:
-    """Load the frozen text encoder ``name`` (paper sec. 2.2); contract 3 of the project brief.
+    """Load the frozen text encoder ``name`` (paper sec. 2.2).
 
     ``max_length`` is the fixed token length L (default 64 for both kinds); ``device`` where the
     network runs and outputs live; ``dtype`` the compute dtype: None/float32, or bfloat16 on GPUs.

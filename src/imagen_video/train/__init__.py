@@ -1,4 +1,4 @@
-"""Training of one cascade stage (paper secs. 2.2, 2.5, 2.6; diffusion-math.md secs. 3, 8, 9).
+"""Training of one cascade stage (paper secs. 2.2, 2.5, 2.6; docs/math.md secs. 3, 8, 9).
 
 - :func:`train_step`: one optimiser step (conditioning dropout, SR conditioning upsampling + noise
   augmentation, diffusion loss, gradient accumulation and clipping, bf16 autocast on CUDA);

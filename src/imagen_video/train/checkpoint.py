@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -145,3 +146,23 @@ def read_checkpoint(
     state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
     groups = {f.name[: -len(".safetensors")]: load_file(str(f)) for f in sorted(path.glob("*.safetensors"))}
     return groups, state
+
+
+def open_latest_checkpoint(
+    root: str | os.PathLike[str], *, report: bool = True
+) -> tuple[Path, dict[str, dict[str, torch.Tensor]], dict[str, Any]] | None:
+    """``(path, groups, state)`` of the newest complete checkpoint under ``root`` (see
+    :func:`read_checkpoint`), or None when there is none (said on stderr when ``report``)."""
+    path = find_latest_checkpoint(root)
+    if path is None:
+        if report:
+            print(f"no checkpoint in {root}; starting from step 0", file=sys.stderr)
+        return None
+    groups, state = read_checkpoint(path)
+    return path, groups, state
+
+
+def clear_incomplete(root: str | os.PathLike[str]) -> None:
+    """Remove the half-written checkpoint directories of a killed run, saying which on stderr."""
+    for stale in remove_temp_dirs(root):
+        print(f"removed incomplete checkpoint {stale}", file=sys.stderr)

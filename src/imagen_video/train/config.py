@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from imagen_video.serialization import JsonConfig
 
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+Precision = Literal["fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
 DATA_ORDER_FIELDS: tuple[str, ...] = ("seed", "batch_size", "grad_accum", "image_fraction")
 """TrainConfig fields that define which samples each step sees (a resume that changes them warns)."""
 
@@ -54,27 +55,31 @@ class TrainConfig(JsonConfig):
     """Write a checkpoint (and refresh ``out_dir/stage``) every N optimiser steps."""
     keep_checkpoints: int = 3
     """How many of the newest checkpoints to keep on disk."""
-    preview_every: int = 0
-    """Sample preview GIFs from the EMA weights every N steps (0: never)."""
+    preview_every: int | None = None
+    """Sample previews from the EMA weights every N steps (``previews/step_N/grid.png`` and one GIF
+    per prompt); None: with every checkpoint; 0: never."""
     preview_prompts: tuple[str, ...] = ()
     """Prompts of the previews; empty: the captions of the first ``num_previews`` dataset items."""
     num_previews: int = 2
     """Number of previews when ``preview_prompts`` is empty."""
     preview_sampling_steps: int = 8
-    """DDIM steps of a preview sample (diffusion-math.md sec. 5)."""
+    """DDIM steps of a preview sample (docs/math.md sec. 5)."""
     log_every: int = 10
     """Append a row to ``train_log.csv`` every N steps (mean loss over those steps)."""
     seed: int = 0
     """Seeds the model initialisation, the data order and the training noise generator."""
     num_workers: int = 0
     """DataLoader worker processes per rank."""
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     """"fp32", or "bf16" (bf16 autocast of the network forward, on CUDA only; math stays float32)."""
     image_fraction: float | None = None
     """Joint training (paper sec. 2.6): fraction of micro-batch slots drawn from image items; None
     keeps the dataset's own image/video mix. Ignored for stages that do not use images."""
     fsdp: bool = False
     """Shard parameters with FSDP instead of replicating them with DistributedDataParallel."""
+    skip_uncaptioned: bool = False
+    """In a captioned media folder, leave media without a ``.txt`` caption out (counted) instead of
+    stopping with an error."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -92,6 +97,8 @@ class TrainConfig(JsonConfig):
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 1, got {value!r}")
         for name in ("warmup_steps", "preview_every", "num_workers", "seed"):
             value = getattr(self, name)
+            if name == "preview_every" and value is None:
+                continue
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"TrainConfig.{name} must be an integer >= 0, got {value!r}")
         if not self.lr > 0:
@@ -113,6 +120,11 @@ class TrainConfig(JsonConfig):
             raise ValueError(
                 f"TrainConfig.image_fraction must be in [0, 1] or None, got {self.image_fraction!r}"
             )
+
+
+def preview_interval(config: TrainConfig) -> int:
+    """Steps between previews: ``preview_every``, or ``checkpoint_every`` when it is None (0: never)."""
+    return config.checkpoint_every if config.preview_every is None else config.preview_every
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
@@ -148,7 +160,7 @@ def load_train_config(path: str | Path | None = None, **overrides: Any) -> Train
 
 def resolve_cascade(spec: str) -> Any:
     """A ``CascadeConfig`` from a preset name ("tiny", "demo", "paper"), a cascade directory, its
-    ``cascade.json``, or a plain CascadeConfig JSON file (contract 6)."""
+    ``cascade.json``, or a plain CascadeConfig JSON file (docs/CONTRIBUTING.md, "Cascade directory")."""
     from imagen_video.cascade.directory import read_cascade_config
     from imagen_video.cascade.presets import get_cascade_preset
 

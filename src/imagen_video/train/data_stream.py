@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from imagen_video.cascade.config import StageConfig
 from imagen_video.data import (
+    DatasetError,
     JointImageVideoSampler,
     SampleKey,
     StageDataSpec,
@@ -57,7 +58,7 @@ class BatchStream:
         self.start = start_micro_batches
         self.per_epoch = (sampler.num_samples // sampler.world_size) // batch_size
         if self.per_epoch < 1:
-            raise ValueError(
+            raise DatasetError(
                 f"the dataset gives {sampler.num_samples // sampler.world_size} sample(s) per rank and "
                 f"epoch, fewer than one micro-batch of batch_size={batch_size}; lower --batch-size"
             )
@@ -77,10 +78,14 @@ class BatchStream:
             epoch, offset = epoch + 1, 0
 
 
-def open_dataset(data_path: str | Path, stage_cfg: StageConfig, *, seed: int) -> VideoTextDataset:
+def open_dataset(
+    data_path: str | Path, stage_cfg: StageConfig, *, seed: int, skip_uncaptioned: bool = False
+) -> VideoTextDataset:
     """The stage's dataset (raises ``DatasetError`` at once for a missing path, an empty dataset,
-    a caption without media, or a stage that finds no usable records)."""
-    return VideoTextDataset(data_path, StageDataSpec.from_stage(stage_cfg), seed=seed)
+    a caption without media, or a stage that finds no usable records). ``skip_uncaptioned``: leave
+    media without a caption out instead."""
+    spec = StageDataSpec.from_stage(stage_cfg)
+    return VideoTextDataset(data_path, spec, seed=seed, skip_uncaptioned=skip_uncaptioned)
 
 
 def make_loader(

@@ -13,7 +13,8 @@ Output directory::
     train_config.json       the TrainConfig of the latest (re)start
     checkpoints/step_*/     see imagen_video.train.checkpoint
     stage/                  config.json + model.safetensors (EMA), loadable by cascade.stage_io.load_stage
-    previews/step_*/        one GIF per preview prompt (EMA weights, DDIM)
+    previews/step_*/        grid.png (a row per preview prompt) and one GIF per prompt (EMA weights, DDIM)
+    loss.png                loss and learning rate against step, redrawn at each checkpoint (matplotlib)
     text_cache/             caption embeddings (unless another cache directory is given)
 """
 
@@ -34,22 +35,21 @@ from imagen_video.models import VideoUNet
 from imagen_video.serialization import atomic_write_json
 from imagen_video.train import checkpoint as ckpt
 from imagen_video.train import distributed as dist_utils
-from imagen_video.train.config import DATA_ORDER_FIELDS, TrainConfig, TrainSetupError, lr_at
+from imagen_video.train.config import DATA_ORDER_FIELDS, TrainConfig, TrainSetupError, lr_at, preview_interval
 from imagen_video.train.data_stream import make_loader, open_dataset
 from imagen_video.train.ema import EMA
 from imagen_video.train.monitor import CsvLog, StopSignal, progress_bar
 from imagen_video.train.preview import sample_preview, write_previews
 from imagen_video.train.state import (
     capture_rng,
-    load_model_tensors,
-    load_optimizer_tensors,
-    model_tensors,
-    optimizer_tensors,
+    load_weights_groups,
     restore_rng,
     tensors_digest,
+    weights_groups,
 )
 from imagen_video.train.step import train_step
-from imagen_video.train.text_cache import prepare_text_cache
+from imagen_video.train.text_cache import open_run_text_cache
+from imagen_video.viz import plot_loss
 
 CHECKPOINT_FORMAT = 1
 
@@ -96,7 +96,9 @@ class _Trainer:
         self.stage, self.cfg, self.ctx = stage_cfg, train_cfg, ctx
         self.out = Path(out_dir)
         self.progress = progress
-        self.dataset = open_dataset(data_path, stage_cfg, seed=train_cfg.seed)
+        self.dataset = open_dataset(
+            data_path, stage_cfg, seed=train_cfg.seed, skip_uncaptioned=train_cfg.skip_uncaptioned
+        )
         existing = ckpt.find_latest_checkpoint(self.out / "checkpoints")
         if existing is not None and not resume:
             raise TrainSetupError(
@@ -125,21 +127,20 @@ class _Trainer:
 
     def _text_cache(self, encoder: str, max_length: int, cache_dir: str | Path | None) -> Any:
         """Encode all captions and preview prompts once (rank 0), then open the cache on every rank."""
-        directory = Path(cache_dir) if cache_dir is not None else self.out / "text_cache"
         captions = [r.caption for r in self.dataset.records] + [p for p, _ in self.previews]
         options = {
-            "encoder_name": encoder,
+            "encoder": encoder,
             "max_length": max_length,
             "text_dim": self.stage.unet.text.dim,
             "device": str(self.ctx.device),
         }
         cache = None
         if self.ctx.is_main:
-            cache = prepare_text_cache(directory, captions, progress=self.progress, **options)
+            cache = open_run_text_cache(cache_dir, self.out, captions, progress=self.progress, **options)
         dist_utils.barrier(self.ctx)
-        return (
-            cache if cache is not None else prepare_text_cache(directory, captions, progress=False, **options)
-        )
+        if cache is None:
+            cache = open_run_text_cache(cache_dir, self.out, captions, progress=False, **options)
+        return cache
 
     def _build_model(self, init: dict[str, torch.Tensor] | None = None) -> None:
         """U-Net (seeded init, identical on all ranks, or the ``init`` weights), EMA copy, DDP/FSDP
@@ -184,23 +185,14 @@ class _Trainer:
         """Continue from the newest complete checkpoint (half-written temp directories are removed)."""
         root = self.out / "checkpoints"
         if self.ctx.is_main:
-            for stale in ckpt.remove_temp_dirs(root):
-                print(f"removed incomplete checkpoint {stale}", file=sys.stderr)
+            ckpt.clear_incomplete(root)
         dist_utils.barrier(self.ctx)
-        path = ckpt.find_latest_checkpoint(root)
-        if path is None:
-            if self.ctx.is_main:
-                print(f"no checkpoint in {root}; starting from step 0", file=sys.stderr)
+        latest = ckpt.open_latest_checkpoint(root, report=self.ctx.is_main)
+        if latest is None:
             return
-        groups, state = ckpt.read_checkpoint(path)
+        path, groups, state = latest
         self._check_compatible(path, state)
-        load_model_tensors(self.model, groups["model"])
-        if self.sharded:
-            load_model_tensors(self.ema.model, groups["ema"])
-            self.ema.num_updates = int(state["ema_num_updates"])
-        else:
-            self.ema.load_state(groups["ema"], state["ema_num_updates"])
-        load_optimizer_tensors(self.model, self.optimizer, groups["optimizer"], state["optimizer"])
+        load_weights_groups(self.model, self.ema, self.optimizer, groups, state, sharded=self.sharded)
         self._restore_rng(groups["rng"], state)
         self.step, self.micro_batches = int(state["step"]), int(state["micro_batches"])
         self.skipped_steps = int(state["skipped_steps"])
@@ -246,9 +238,7 @@ class _Trainer:
 
     def save(self) -> None:
         """Write a checkpoint of the current step (rank 0) and refresh ``out_dir/stage``."""
-        model_state = model_tensors(self.model)  # collective under FSDP: every rank calls
-        ema_state = model_tensors(self.ema.model) if self.sharded else self.ema.state_tensors()
-        optim_tensors, optim_meta = optimizer_tensors(self.model, self.optimizer)
+        groups, weights_meta = weights_groups(self.model, self.ema, self.optimizer, sharded=self.sharded)
         rng = dist_utils.gather_to_main(capture_rng(self.generator), self.ctx)
         skipped = self._skipped_files()
         if self.ctx.is_main:
@@ -261,19 +251,22 @@ class _Trainer:
                 "epoch": position.epoch,
                 "batch_in_epoch": position.batch_in_epoch,
                 "world_size": self.ctx.world_size,
-                "ema_num_updates": self.ema.num_updates,
-                "optimizer": optim_meta,
+                **weights_meta,
                 "rng": {str(r): meta for r, (_, meta) in enumerate(rng)},
                 "skipped_steps": self.skipped_steps,
                 "skipped_files": skipped,
                 "train_config": self.cfg.to_dict(),
                 "stage_config": self.stage.to_dict(),
             }
-            groups = {"model": model_state, "ema": ema_state, "optimizer": optim_tensors, "rng": rng_tensors}
             self.last_checkpoint = ckpt.write_checkpoint(
-                self.out / "checkpoints", self.step, groups, state, keep=self.cfg.keep_checkpoints
+                self.out / "checkpoints",
+                self.step,
+                {**groups, "rng": rng_tensors},
+                state,
+                keep=self.cfg.keep_checkpoints,
             )
-            save_stage(self.out / "stage", self.stage, self._plain_ema(ema_state))
+            save_stage(self.out / "stage", self.stage, self._plain_ema(groups["ema"]))
+            plot_loss(self.out / "train_log.csv", self.out / "loss.png")
         dist_utils.barrier(self.ctx)
 
     def _plain_ema(self, ema_state: dict[str, torch.Tensor]) -> torch.nn.Module:
@@ -348,7 +341,8 @@ class _Trainer:
                     window = []
                 if self.step % cfg.checkpoint_every == 0 or self.step == cfg.max_steps or stopped:
                     self.save()
-                if cfg.preview_every and self.step % cfg.preview_every == 0:
+                every = preview_interval(cfg)
+                if every and (self.step % every == 0 or self.step == cfg.max_steps):
                     self.preview()
         return stopped
 

@@ -1,6 +1,6 @@
-"""Preview samples during training: a few DDIM steps from the EMA weights, one GIF per prompt.
+"""Preview samples during training: a few DDIM steps from the EMA weights, a grid and a GIF per prompt.
 
-Sampling is the cascade's own ``imagen_video.cascade.sampling.sample_stage`` (diffusion-math.md secs.
+Sampling is the cascade's own ``imagen_video.cascade.sampling.sample_stage`` (docs/math.md secs.
 3b, 5-8): the stage's guidance schedule and thresholding wrap the network; SR stages see their
 conditioning clip upsampled with ``upsample_video`` and noise-augmented at the stage's fixed
 ``aug_logsnr``. Only the sampler is swapped for a short DDIM run (``preview_sampling_steps``):
@@ -33,7 +33,7 @@ def sample_preview(
     generator: torch.Generator,
     precision: str = "fp32",
 ) -> torch.Tensor:
-    """Sample B clips (B, C, T, H, W) in [-1, 1] with ``steps`` DDIM steps (diffusion-math.md sec. 5).
+    """Sample B clips (B, C, T, H, W) in [-1, 1] with ``steps`` DDIM steps (docs/math.md sec. 5).
 
     ``text``: B prompt embeddings; ``cond_video`` (B, C, T', H', W') in [-1, 1] for SR stages, at the
     stage's input shape. Draws from ``generator`` as ``sample_stage`` does (aug noise, then z_1).
@@ -57,11 +57,16 @@ def _slug(prompt: str, limit: int = 40) -> str:
 
 
 def write_previews(videos: torch.Tensor, prompts: list[str], directory: Path, fps: float) -> list[Path]:
-    """Write each clip of ``videos`` (B, C, T, H, W) in [-1, 1] as ``<i>_<prompt>.gif`` (atomically)."""
+    """Write each clip of ``videos`` (B, C, T, H, W) in [-1, 1] as ``<i>_<prompt>.gif``, and all of them
+    as ``grid.png`` (a row per prompt, a column per frame; :func:`imagen_video.viz.write_grid`)."""
+    from imagen_video.viz import write_grid
+
     directory.mkdir(parents=True, exist_ok=True)
     scale = max(1, 128 // max(videos.shape[-2:]))  # nearest-neighbour upscale so tiny clips are visible
-    paths = []
-    for index, (clip, prompt) in enumerate(zip(videos, prompts, strict=True)):
-        unit = ((clip.float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0)  # (C, T, H, W) in [0, 1]
-        paths.append(write_video(unit, directory / f"{index:02d}_{_slug(prompt)}.gif", fps, scale=scale))
+    units = ((videos.float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0)  # (B, C, T, H, W) in [0, 1]
+    paths = [
+        write_video(unit, directory / f"{index:02d}_{_slug(prompt)}.gif", fps, scale=scale)
+        for index, (unit, prompt) in enumerate(zip(units, prompts, strict=True))
+    ]
+    paths.append(write_grid(units, directory / "grid.png", prompts, max_frames=units.shape[2]))
     return paths

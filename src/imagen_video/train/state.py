@@ -1,4 +1,4 @@
-"""Training state to and from (safetensors tensors, JSON) pairs: model, optimizer and RNG states.
+"""Training state to and from (safetensors tensors, JSON) pairs: model, EMA, optimizer and RNG states.
 
 Checkpoints never pickle: every tensor goes to a safetensors group and every other value (optimizer
 param groups, Python / NumPy RNG integers) to JSON. Model and optimizer state go through
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
     set_optimizer_state_dict,
 )
+
+if TYPE_CHECKING:
+    from imagen_video.train.ema import EMA
 
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 _SEP = "/"
@@ -133,3 +136,34 @@ def restore_rng(generator: torch.Generator, tensors: dict[str, torch.Tensor], me
             "gauss": numpy_json["gauss"],
         }
     )
+
+
+def weights_groups(
+    model: nn.Module, ema: EMA, optimizer: torch.optim.Optimizer, *, sharded: bool = False
+) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """Checkpoint groups ``model``, ``ema``, ``optimizer`` and their JSON fields ``ema_num_updates``,
+    ``optimizer`` (collective under FSDP: every rank calls; ``sharded``: the EMA copy is FSDP too)."""
+    model_state = model_tensors(model)
+    ema_state = model_tensors(ema.model) if sharded else ema.state_tensors()
+    optim_tensors, optim_meta = optimizer_tensors(model, optimizer)
+    groups = {"model": model_state, "ema": ema_state, "optimizer": optim_tensors}
+    return groups, {"ema_num_updates": ema.num_updates, "optimizer": optim_meta}
+
+
+def load_weights_groups(
+    model: nn.Module,
+    ema: EMA,
+    optimizer: torch.optim.Optimizer,
+    groups: dict[str, dict[str, torch.Tensor]],
+    state: dict[str, Any],
+    *,
+    sharded: bool = False,
+) -> None:
+    """Restore what :func:`weights_groups` wrote into ``model``, ``ema`` and ``optimizer``."""
+    load_model_tensors(model, groups["model"])
+    if sharded:
+        load_model_tensors(ema.model, groups["ema"])
+        ema.num_updates = int(state["ema_num_updates"])
+    else:
+        ema.load_state(groups["ema"], state["ema_num_updates"])
+    load_optimizer_tensors(model, optimizer, groups["optimizer"], state["optimizer"])

@@ -1,6 +1,6 @@
 """One optimisation step of one cascade stage, as a plain function a test can call.
 
-Per micro-batch (paper secs. 2.1, 2.5, 2.6.1; diffusion-math.md secs. 3, 8), with the random draws
+Per micro-batch (paper secs. 2.1, 2.5, 2.6.1; docs/math.md secs. 3, 8), with the random draws
 taken from ``generator`` in this order:
 
 1. conditioning dropout: ``drop_text ~ Bernoulli(p_uncond)`` per sample (the U-Net then uses its
@@ -52,7 +52,7 @@ def _sr_conditioning(
     batch: Batch, size: torch.Size, stage_cfg: StageConfig, generator: torch.Generator, device: torch.device
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """SR stages: the input clip upsampled to ``size`` (T, H, W) and noise-augmented at a random level
-    (paper sec. 2.5, diffusion-math.md sec. 8); ``(None, None)`` for the base stage."""
+    (paper sec. 2.5, docs/math.md sec. 8); ``(None, None)`` for the base stage."""
     if stage_cfg.kind == "base":
         return None, None
     cond = batch.get("cond_video")

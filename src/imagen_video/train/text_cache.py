@@ -46,6 +46,31 @@ def prepare_text_cache(
     return cache
 
 
+def open_run_text_cache(
+    cache_dir: str | Path | None,
+    out_dir: Path,
+    captions: Sequence[str],
+    *,
+    encoder: str,
+    max_length: int,
+    text_dim: int,
+    device: str,
+    progress: bool,
+) -> EmbeddingCache:
+    """:func:`prepare_text_cache` of a training or distillation run: ``cache_dir``, by default
+    ``out_dir/text_cache``, holding every one of ``captions``."""
+    directory = Path(cache_dir) if cache_dir is not None else out_dir / "text_cache"
+    return prepare_text_cache(
+        directory,
+        captions,
+        encoder_name=encoder,
+        max_length=max_length,
+        text_dim=text_dim,
+        device=device,
+        progress=progress,
+    )
+
+
 def _check_shape(cache: EmbeddingCache, max_length: int, text_dim: int) -> None:
     if cache.max_length != max_length or cache.dim != text_dim:
         raise TrainSetupError(

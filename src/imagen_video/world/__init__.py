@@ -1,4 +1,4 @@
-"""The synthetic captioned video world (issue 5): a procedural text-video domain small enough for a
+"""The synthetic captioned video world (docs/world.md): a procedural text-video domain small enough for a
 cascade to learn on one CPU, with in-domain evaluators (the paper's Table 1 metrics, sec. 3.4).
 
 - :mod:`~imagen_video.world.spec`: vocabulary, :class:`Combo`, captions, paraphrases, holdout sets;

@@ -1,4 +1,4 @@
-"""Deterministic attribute analyzer of a world clip: recognised color, shape and motion (issue 5).
+"""Deterministic attribute analyzer of a world clip: recognised color, shape and motion (docs/world.md).
 
 Per frame, the object is the set of pixels whose brightness (max over RGB) exceeds 0.5; around it
 (its bounding box grown by one pixel) the brightness is read as soft coverage, which makes the
@@ -16,7 +16,7 @@ measurements nearly exact on antialiased renders at any resolution:
   (none above 0.5: no recognisable motion).
 
 Attribute accuracy (all three correct, per prompt and overall) is the in-domain text-alignment
-metric of the world (issue 5, "In-domain evaluators" 1).
+metric of the world (docs/world.md).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def to_thwc(video: Any, layout: str | None = None) -> np.ndarray:
     """Convert one clip to float64 (T, H, W, 3) in [0, 1].
 
     Accepts numpy arrays or torch tensors: uint8 (0-255) or float in [0, 1]; layout ``"THWC"``
-    ((T, H, W, 3), or (H, W, 3) for an image) or ``"CTHW"`` ((3, T, H, W), contract 5). ``layout=None``
+    ((T, H, W, 3), or (H, W, 3) for an image) or ``"CTHW"`` ((3, T, H, W)). ``layout=None``
     detects it from where the size-3 axis is and raises if that is ambiguous.
     """
     if hasattr(video, "detach"):
@@ -216,7 +216,7 @@ def _as_combos(combos: Sequence[Combo | str]) -> list[Combo]:
 def attribute_accuracy(
     videos: Any, combos: Sequence[Combo | str], layout: str | None = None
 ) -> dict[str, Any]:
-    """Attribute accuracy of clips against their prompts (issue 5, in-domain evaluator 1).
+    """Attribute accuracy of clips against their prompts (docs/world.md).
 
     ``videos``: a batch (B, C, T, H, W) / (B, T, H, W, 3) or a sequence of clips (see :func:`to_thwc`);
     ``combos``: one :class:`Combo` or canonical caption per clip. Returns ``overall`` (fraction of

@@ -1,4 +1,4 @@
-"""Deterministic analyzer of tier-2 clips: two objects and scrolling text (issue 5, tier 2).
+"""Deterministic analyzer of tier-2 clips: two objects and scrolling text (docs/world.md, tier 2).
 
 Two objects (:func:`analyze_pair`): per frame, the 8-connected components of the brightness mask
 (max over RGB > 0.5; :func:`label_components`, plain numpy) are found and the two largest kept,
@@ -351,7 +351,7 @@ def _attribute_hits(result: Any, scene: Scene) -> dict[str, bool]:
 
 def scene_accuracy(videos: Any, prompts: Sequence[Scene | str], layout: str | None = None) -> dict[str, Any]:
     """Attribute accuracy of clips against prompts of any tier (tier-2 version of
-    :func:`~imagen_video.world.analyze.attribute_accuracy`, issue 5 in-domain evaluator 1).
+    :func:`~imagen_video.world.analyze.attribute_accuracy`).
 
     ``videos``: a batch (B, C, T, H, W) / (B, T, H, W, 3) or a sequence of clips; ``prompts``: one scene
     or canonical caption per clip (:func:`~imagen_video.world.tier2.parse_scene`; tier-1, pair and text

@@ -5,19 +5,19 @@ Its input is RGB, the frame difference x_t - x_{t-1} and (x, y) coordinate chann
 each apply a spatial 3x3 stride-2 conv (+ GroupNorm, SiLU) and a residual temporal conv of width 3;
 each frame's map is pooled globally (mean and max) and an MLP gives its embedding. A frame's
 embedding sees +-3 neighbouring frames, so it carries the motion as well as the color and shape.
-Text side: the project's frozen text encoder (``"embedded"`` MiniLM by default, brief contract 3),
+Text side: the project's frozen text encoder (``"embedded"`` MiniLM by default, paper sec. 2.2),
 masked-mean-pooled over tokens, then a small trainable MLP projection to D. Trained contrastively
 (InfoNCE) by :mod:`imagen_video.world.clip_train`; the shipped weights live in
 ``imagen_video/assets/world_clip/``.
 
-Metrics (paper sec. 3.4, Table 1; diffusion-math.md sec. 13):
+Metrics (paper sec. 3.4, Table 1; docs/math.md sec. 13):
 
 - :func:`clip_score`: ``100 * max(cos(E_image(frame), E_text(prompt)), 0)``, averaged over frames;
 - :func:`r_precision`: top-1 accuracy of the true prompt among it and 99 distractor prompts drawn
   with a fixed seed from the other tier-1 combinations, per frame, averaged over frames and videos;
 - :func:`video_features`: pooled video embeddings for an in-domain Fréchet distance (FVD analogue).
 
-Inputs are clips at the user boundary: float (B, C, T, H, W) in [0, 1] (contract 5) or uint8
+Inputs are clips at the user boundary: float (B, C, T, H, W) in [0, 1] or uint8
 (T, H, W, 3) arrays; other sizes than the config's (T, H, W) are resized (antialiased bilinear in
 space, linear in time).
 """
@@ -269,7 +269,7 @@ def _model(model: WorldClip | None) -> WorldClip:
 def clip_score(
     videos: Any, prompts: Sequence[str], *, model: WorldClip | None = None, batch_size: int = 64
 ) -> float:
-    """CLIP score (paper Table 1; diffusion-math.md sec. 13): mean over videos and frames of
+    """CLIP score (paper Table 1; docs/math.md sec. 13): mean over videos and frames of
     ``100 * max(cos(E_image(frame), E_text(prompt)), 0)``; in [0, 100]."""
     model = _model(model)
     return clip_score_from_frames(embed_videos(videos, model=model, batch_size=batch_size), prompts, model)
@@ -309,7 +309,7 @@ def r_precision(
     model: WorldClip | None = None,
     batch_size: int = 64,
 ) -> float:
-    """CLIP R-Precision, R = 1 (paper sec. 3.4; diffusion-math.md sec. 13): for every frame, whether
+    """CLIP R-Precision, R = 1 (paper sec. 3.4; docs/math.md sec. 13): for every frame, whether
     the true prompt has the highest similarity among it and ``distractors`` prompts (see
     :func:`distractor_prompts`); averaged over frames and videos. Ties count as misses."""
     model = _model(model)

@@ -5,7 +5,7 @@ augments some of them (blur by 2x down/up-sampling, Gaussian noise, dimming, so 
 generated clips still embed sensibly), captions each with its canonical caption or a random
 paraphrase, and minimises three cross-entropies with a learned temperature (CLIP, Radford et al.
 2021): frame -> batch captions, caption -> batch videos (mean frame embedding), and frame -> all
-canonical captions of the training combinations (which is what R-Precision ranks; diffusion-math.md
+canonical captions of the training combinations (which is what R-Precision ranks; docs/math.md
 sec. 13). The frozen text encoder's pooled features of every possible caption are computed once.
 
 The shipped weights in ``imagen_video/assets/world_clip/`` were produced by::
@@ -243,7 +243,7 @@ def evaluate_clip(
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: train the world CLIP and write weights, config and ``train_report.json`` to --out."""
-    parser = argparse.ArgumentParser(description="Train the in-domain world CLIP (issue 5).")
+    parser = argparse.ArgumentParser(description="Train the in-domain world CLIP (docs/world.md).")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--steps", type=int, default=ClipTrainConfig.steps)
     parser.add_argument("--max-seconds", type=float, default=ClipTrainConfig.max_seconds)

@@ -1,4 +1,4 @@
-"""Both in-domain evaluators in one call, and the ground-truth row on real rendered clips (issue 5).
+"""Both in-domain evaluators in one call, and the ground-truth row on real rendered clips (docs/world.md).
 
 :func:`evaluate_world` gives the world's version of the paper's Table 1 (sec. 3.4): attribute
 accuracy (analyzer), in-domain CLIP score and CLIP R-Precision, and the Fréchet distance (float64,
@@ -54,7 +54,7 @@ def evaluate_world(
     without moving prompts), plus ``attributes`` (per-attribute and per-prompt accuracy) and
     ``num_videos``.
     """
-    from imagen_video.metrics import frechet_distance
+    from imagen_video.metrics.frechet import frechet_distance
 
     clips = as_clip_list(videos, layout)  # each float64 (T, H, W, 3)
     model = load_world_clip() if model is None else model

@@ -1,4 +1,4 @@
-"""Built-in 5x7 bitmap font of the synthetic world's text scenes (issue 5, tier 2).
+"""Built-in 5x7 bitmap font of the synthetic world's text scenes (docs/world.md, tier 2).
 
 Uppercase A-Z, each glyph 5 dots wide and 7 high and spanning all 7 rows; a word is its glyphs
 joined by one blank column (``6 n - 1`` dots wide). Text is drawn as the union of its lit dots, each

@@ -1,6 +1,6 @@
 """Antialiased numpy renderer of the synthetic world: one saturated shape on black, with a motion.
 
-Geometry (issue 5, tier 1): squares axis-aligned, triangles upright (base width = height, so every
+Geometry (docs/world.md, tier 1): squares axis-aligned, triangles upright (base width = height, so every
 shape's bounding box is a square of side ``size``); the object starts at 25-40% of the frame height
 in size, at a random position that leaves room for its motion; a moving object's centroid travels
 42-60% of the frame's width (horizontal) or height (vertical) at constant speed; growing or
@@ -82,7 +82,7 @@ def _position(rng: np.random.Generator, low: float, high: float, what: str) -> f
 def sample_geometry(combo: Combo, height: int, width: int, rng: np.random.Generator) -> Geometry:
     """Sample start/end centroid and size for ``combo`` in a ``height`` x ``width`` frame.
 
-    Issue 5 geometry: start size 25-40% of the height, travel >= 42% of the axis length for moving
+    The world's geometry: start size 25-40% of the height, travel >= 42% of the axis length for moving
     objects, area x2.72-3.42 for growing/shrinking, bounding box inside the frame throughout.
     Raises ``ValueError`` if the frame's aspect ratio leaves no room for the motion.
     """

@@ -1,4 +1,4 @@
-"""Antialiased numpy renderer of tier-2 scenes: two objects, and a scrolling word (issue 5, tier 2).
+"""Antialiased numpy renderer of tier-2 scenes: two objects, and a scrolling word (docs/world.md, tier 2).
 
 Two objects (:class:`~imagen_video.world.tier2.PairScene`): each is a tier-1 shape drawn by
 :func:`imagen_video.world.render.coverage` along its own :class:`~imagen_video.world.render.Geometry`

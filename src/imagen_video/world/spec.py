@@ -5,7 +5,7 @@ three attributes of a clip; its canonical caption ("a red circle moving left") i
 prompts use, and :func:`paraphrase` gives deterministic alternative wordings for training text
 diversity. A held-out set of combinations (:data:`DEFAULT_HOLDOUT`, or one parsed from a
 ``color shape motion`` file) is excluded from training data to measure compositional
-generalisation (issue 5; paper sec. 3 evaluates on prompts from a held-out test set).
+generalisation (docs/world.md; paper sec. 3 evaluates on prompts from a held-out test set).
 """
 
 from __future__ import annotations

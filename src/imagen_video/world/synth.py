@@ -1,4 +1,4 @@
-"""Write a synthetic captioned dataset of the world in the project's on-disk format (brief contract 4).
+"""Write a synthetic captioned dataset of the world in the format of :mod:`imagen_video.data.manifest`.
 
 Layout of the output directory::
 
@@ -10,7 +10,7 @@ Layout of the output directory::
 Record: ``{"media", "kind": "video" | "image", "caption", "fps" (videos), "attributes": {"color",
 "shape", "motion" (videos), "canonical_caption", "paraphrased", "geometry"}}``. Clip ``i`` is drawn from
 its own generator seeded by ``(seed, kind, i)``, so a dataset is deterministic per seed and a larger
-``num_videos`` extends a smaller one. Videos never use a held-out combination (issue 5); still images
+``num_videos`` extends a smaller one. Videos never use a held-out combination; still images
 have no motion, so the holdout does not apply to them. Joint image-video training: paper sec. 2.6.
 
 Tier 2 (``tier2_fraction`` > 0, ``--tier2-fraction``): each video is, with that probability (drawn from
@@ -237,7 +237,7 @@ def synthesize(
 
     Refuses a non-empty ``out_dir`` unless ``overwrite`` (which removes only the files this function
     writes: manifest, config, ``videos/``, ``images/``). Media are written first, the manifest last
-    and atomically, so a reader never sees records that point to missing files. Issue 5; contract 4.
+    and atomically, so a reader never sees records that point to missing files.
     """
     from tqdm import tqdm
 

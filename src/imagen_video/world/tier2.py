@@ -1,4 +1,4 @@
-"""Tier-2 vocabulary of the synthetic world: two-object scenes and rendered text (issue 5, tier 2).
+"""Tier-2 vocabulary of the synthetic world: two-object scenes and rendered text (docs/world.md, tier 2).
 
 Two new scene types extend tier 1 (:mod:`~imagen_video.world.spec`), echoing the paper's text
 animations (sec. 1, 4):

@@ -1,6 +1,6 @@
 """A tiny randomly initialised T5 encoder directory: the T5 path of sec. 2.2 without downloading T5.
 
-No T5 tokenizer ships offline, so tests and smoke runs of the T5 presets build a word-level tokenizer
+No T5 tokenizer ships offline, so the tests of the T5 path build a word-level tokenizer
 over a small vocabulary plus a few-layer ``T5EncoderModel`` with random weights, saved the way a real
 checkpoint is (config.json, model.safetensors, tokenizer.json), and load it back with
 ``load_text_encoder("t5:<dir>")``, the same code that loads T5-XXL.

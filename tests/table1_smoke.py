@@ -1,8 +1,10 @@
-"""A tiny original cascade and its distillation, for smoke runs of Table 1 (paper sec. 3.4) on a CPU.
+"""A tiny original cascade and its distillation, to run Table 1's benchmark (paper sec. 3.4) end to end
+on a CPU in the tests.
 
 Random weights, a tiny T5 over the world's vocabulary, every stage distilled for a few steps by the
 real loop (:func:`~imagen_video.distill.loop.distill_stage`) on a small synthetic world dataset, and
-a random tiny in-domain CLIP. Nothing is downloaded; ``benchmarks/table1.py --smoke`` uses it.
+a random tiny in-domain CLIP. Nothing is downloaded; ``tests/test_distill_table1.py`` passes the
+directories to ``benchmarks/table1.py``.
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ def build_smoke_cascades(out: Path, *, progress: bool = False) -> tuple[Path, Pa
     world dataset, a random tiny world CLIP: returns (original dir, distilled dir, world CLIP dir)."""
     from imagen_video.cascade.presets import tiny_cascade
     from imagen_video.distill import DistillConfig, assemble_distilled_cascade, distill_stage
-    from imagen_video.text.tiny import save_tiny_t5
     from imagen_video.world.clip import WorldClip, WorldClipConfig, save_world_clip
     from imagen_video.world.spec import ALL_COMBOS
     from imagen_video.world.synth import SynthConfig, synthesize
+    from tiny_t5 import save_tiny_t5
 
     words = sorted({w for c in ALL_COMBOS for w in c.caption.split()})
     encoder = f"t5:{save_tiny_t5(out / 't5', words=words)}"

@@ -1,6 +1,6 @@
-"""Tiny randomly initialised feature networks saved like the real ones, for tests and smoke runs.
+"""Tiny randomly initialised feature networks saved like the real ones, for the tests.
 
-No metric weights can be downloaded here, so tests (and quick checks of an evaluation script) save
+Tests download no metric weights: they save
 small random networks in the formats users supply and load them back through the same code:
 
 - :func:`save_tiny_inception`: a TorchScript module with the ``forward(img, return_features=False)``

@@ -1,0 +1,90 @@
+"""Pieces of `imagen-video serve` without a server: job ids and paths, crash recovery of the store,
+request normalization and batch keys, and the command's argument checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pydantic")
+
+from imagen_video.cascade.presets import tiny_cascade  # noqa: E402
+from imagen_video.cli import main  # noqa: E402
+from imagen_video.serve import requests  # noqa: E402
+from imagen_video.serve.store import JobStore, is_job_id, new_job_id  # noqa: E402
+
+
+def test_job_ids_are_random_and_the_only_path_part(tmp_path: Path) -> None:
+    ids = {new_job_id() for _ in range(100)}
+    assert len(ids) == 100 and all(is_job_id(job_id) for job_id in ids)
+    store = JobStore(tmp_path)
+    for bad in ("../jobs.sqlite3", "video_" + "0" * 31, "video_" + "g" * 32, "/etc/passwd"):
+        assert not is_job_id(bad)
+        with pytest.raises(ValueError, match="not a job id"):
+            store.job_dir(bad)
+    job_id = new_job_id()
+    assert store.video_path(job_id, 2, "png") == tmp_path / "videos" / job_id / "video_2_frames.zip"
+
+
+def test_recover_requeues_in_progress_jobs_and_drops_partial_files(tmp_path: Path) -> None:
+    store = JobStore(tmp_path)
+    request = {"prompt": "p", "num_videos": 1}
+    done, running, waiting = (store.add(new_job_id(), request).id for _ in range(3))
+    store.start([done, running], 2, {})
+    (store.job_dir(running)).mkdir(parents=True)
+    partial = store.job_dir(running) / ".video_0.mp4.abc123.tmp.mp4"
+    partial.write_bytes(b"half a file")
+    assert store.complete(done) and not store.complete(waiting)
+    reopened = JobStore(tmp_path)  # as after a crash
+    assert reopened.recover() == 1
+    assert [job.id for job in reopened.queued()] == [running, waiting]
+    assert reopened.get(done).status == "completed" and reopened.get(done).completions == 1
+    assert not partial.exists()
+
+
+def test_normalize_spells_settings_per_stage_and_keys_batches() -> None:
+    configs = {"tiny": tiny_cascade()}
+    one = requests.normalize(requests.VideoRequest(prompt="a", seed=1, steps=3), configs)
+    assert one["steps"] == {"base": 3, "tsr": 3, "ssr": 3} and one["model"] == "tiny"
+    two = requests.normalize(
+        requests.VideoRequest(prompt="b", seed=2, steps={"base": 3, "tsr": 3, "ssr": 3}), configs
+    )
+    other = requests.normalize(requests.VideoRequest(prompt="a", seed=1, steps=4), configs)
+    assert requests.batch_key(one) == requests.batch_key(two) != requests.batch_key(other)
+    drawn = requests.normalize(requests.VideoRequest(prompt="a"), configs)
+    assert 0 <= drawn["seed"] < 2**31
+    overrides = requests.overrides({**one, "guidance": {"ssr": 2.0}, "sampler": {"tsr": "ddim"}})
+    assert overrides["ssr"].guidance.w == 2.0 and overrides["tsr"].sampler == "ddim"
+    assert overrides["base"].steps == 3 and overrides["base"].guidance is None
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "0"], "--port must be in 1..65535, got 0"),
+        (["--max-batch", "0"], "--max-batch must be an integer >= 1"),
+        (["--batch-wait-ms", "-1"], "--batch-wait-ms must be >= 0"),
+        (["--api-key-env", "IMAGEN_VIDEO_TEST_UNSET_KEY"], "IMAGEN_VIDEO_TEST_UNSET_KEY is not set or empty"),
+    ],
+)
+def test_serve_rejects_bad_arguments(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_serve_warns_on_a_public_address_without_a_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["serve", "--host", "0.0.0.0", "--model", str(tmp_path / "none"), "--store", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "warning: binding 0.0.0.0 without --api-key-env" in err and "error:" in err
+
+
+def test_serve_refuses_a_busy_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with JobStore(tmp_path).server_lock():
+        assert main(["serve", "--model", str(tmp_path / "none"), "--store", str(tmp_path)]) == 2
+    assert f"another server is using the store {tmp_path}" in capsys.readouterr().err
