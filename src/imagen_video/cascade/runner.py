@@ -43,7 +43,7 @@ from imagen_video.cascade.video_input import fit_to_stage
 from imagen_video.device import resolve_device
 from imagen_video.diffusion._random import Generators
 from imagen_video.prompts import check_prompts
-from imagen_video.samplers import StepInfo
+from imagen_video.samplers import Denoise, StepInfo
 from imagen_video.text.base import TextEncoder
 
 
@@ -330,6 +330,27 @@ class Cascade(PipelineMixin):
             out_fps *= stage.temporal_factor
         return CascadeOutput(out, out_fps, timings, text_seconds, [prompt] * batch)
 
+    # conditional generation: image-to-video, first/last frame, extension (cascade/conditional.py)
+
+    def animate(
+        self, image: torch.Tensor, prompt: str | Sequence[str], **options: typing.Any
+    ) -> CascadeOutput:
+        """Image-to-video: ``image`` (C, H, W) or (B, C, H, W) in [0, 1] becomes the first frame (and
+        ``last_frame=`` the last) of a video following ``prompt``; see
+        :func:`imagen_video.cascade.conditional.animate` for the options (method, w_r, keep_input)."""
+        from imagen_video.cascade.conditional import animate
+
+        return animate(self, image, prompt, **options)
+
+    def extend(
+        self, video: torch.Tensor, prompt: str | Sequence[str], **options: typing.Any
+    ) -> CascadeOutput:
+        """Continue ``video`` (C, T, H, W) or (B, C, T, H, W) in [0, 1] by ``frames=`` new frames
+        (before it with ``backward=True``); see :func:`imagen_video.cascade.conditional.extend`."""
+        from imagen_video.cascade.conditional import extend
+
+        return extend(self, video, prompt, **options)
+
     def _run_stages(
         self,
         run: list[StageConfig],
@@ -339,8 +360,10 @@ class Cascade(PipelineMixin):
         callback: ProgressCallback | None,
         offload: bool,
         progress: bool,
+        wrap: Callable[[StageConfig], Callable[[Denoise], Denoise] | None] | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Sample ``run`` in order from ``previous``; return the last output in [0, 1] and the timings."""
+        """Sample ``run`` in order from ``previous``; return the last output in [0, 1] and the timings.
+        ``wrap(stage)`` gives the wrapper of that stage's denoiser, if any (conditional generation)."""
         from tqdm.auto import tqdm
 
         if offload:
@@ -373,6 +396,7 @@ class Cascade(PipelineMixin):
                         generator=generator,
                         callback=on_step,
                         autocast_dtype=autocast,
+                        wrap=wrap(stage) if wrap is not None else None,
                     )
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)

@@ -286,12 +286,14 @@ def sample_stage(
     generator: Generators = None,
     callback: Callback | None = None,
     autocast_dtype: torch.dtype | None = None,
+    wrap: Callable[[Denoise], Denoise] | None = None,
 ) -> torch.Tensor:
     """Sample one stage; returns its output (N, C, T, H, W) float32 in [-1, 1] (paper sec. 2.2).
 
     ``previous``: the previous stage's output in [-1, 1] for SR stages (any number of frames; inputs
     longer than the stage's frame count are sampled in windows), None for the base. Draws, in order,
-    the augmentation noise and z_1 from ``generator``; the final x is clipped to [-1, 1].
+    the augmentation noise and z_1 from ``generator``; the final x is clipped to [-1, 1]. ``wrap``
+    wraps the stage's denoiser (conditioning on known frames, :mod:`imagen_video.cascade.conditioning`).
     """
     batch = text.tokens.shape[0]
     device = text.tokens.device
@@ -318,6 +320,8 @@ def sample_stage(
     if upsampled is not None and stage.sampler.t_start < 1.0:
         z_1 = truncated_start(stage, upsampled, z_1)
     denoise = make_stage_denoiser(model, stage, text, cond_video, aug, autocast_dtype)
+    if wrap is not None:
+        denoise = wrap(denoise)
     with torch.no_grad():
         x = run_sampler(
             stage.sampler,

@@ -1,0 +1,288 @@
+"""Quality of conditional generation in the synthetic world (docs/conditional.md).
+
+Three tasks, each with every conditioning method asked for, on a shipped cascade (default: demo):
+
+- animate: for every (color, shape) and motion, the first frame of a rendered clip is the image and
+  the clip's caption the prompt; the world analyzer must read color, shape and motion from the video,
+  and frame 0 is compared with the image (PSNR, dB);
+- extend: a rendered clip's first 16 frames are extended by 16; the analyzer reads the 16 new frames,
+  and the object's velocity across the seam (least-squares slope over frames 15-19) is compared with
+  its velocity inside the clip (slope over frames 0-15);
+- first/last frame: frames 0 and T-1 of a rendered moving clip are given; the object must move
+  monotonically from the first position to the last (no step back by more than half a pixel).
+
+Sampling keeps the model's own reconstruction of the known frames (``keep_input=False``), so frame 0
+and the seam are the model's, not a copy of the input. Seeds and prompts are fixed.
+
+    python benchmarks/conditional_quality.py --out benchmarks/results/conditional_quality_demo.json
+    python benchmarks/conditional_quality.py --methods reconstruction --weight 5 --limit extend=12
+    python benchmarks/conditional_quality.py --merge a.json b.json --out all.json  # runs over --start
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from imagen_video.cascade import Cascade
+from imagen_video.cascade.conditioning import METHODS
+from imagen_video.serialization import atomic_write_json
+from imagen_video.world import ALL_COMBOS, ALL_STILLS, MOTIONS, Combo, analyze_clip, render_clip
+from imagen_video.world.analyze import measure_frames
+
+CONTEXT = 16  # frames of the clip given to extend
+SEAM = slice(CONTEXT - 1, CONTEXT + 4)  # frames whose slope is the velocity across the seam
+Cases = list[tuple[Combo, int]]  # (combo, render seed) pairs
+MOVING = ("moving left", "moving right", "moving up", "moving down")
+
+
+def render(combo: Combo, frames: int, height: int, width: int, seed: int) -> torch.Tensor:
+    """A rendered clip of ``combo`` as (C, T, H, W) float in [0, 1]."""
+    clip, _ = render_clip(combo, frames=frames, height=height, width=width, seed=seed)
+    return torch.from_numpy(clip).permute(3, 0, 1, 2).float() / 255.0
+
+
+def track(video: torch.Tensor, motion: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame position of the object along ``motion``'s axis (frame units; side length in frame
+    heights for growing / shrinking) and its presence, from the analyzer's measurements."""
+    m = measure_frames(video.permute(1, 2, 3, 0).numpy())
+    if motion in ("moving left", "moving right"):
+        return m.cx, m.present
+    if motion in ("moving up", "moving down"):
+        return m.cy, m.present
+    return np.sqrt(m.area) / video.shape[2], m.present
+
+
+def slope(values: np.ndarray) -> float:
+    """Least-squares change per frame of ``values``."""
+    t = np.arange(len(values), dtype=np.float64)
+    tc = t - t.mean()
+    return float(tc @ (values - values.mean()) / (tc @ tc))
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR (dB) of two images in [0, 1]."""
+    mse = float(((a - b) ** 2).mean())
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
+def in_batches(items: list, size: int, work: Callable[[list, int], list[dict]]) -> list[dict]:
+    """``work(batch, batch_index)`` over ``items`` in batches of ``size``, results concatenated."""
+    rows: list[dict] = []
+    for index, first in enumerate(range(0, len(items), size)):
+        rows += work(items[first : first + size], index)
+        print(f"  {len(rows)}/{len(items)}", file=sys.stderr, flush=True)
+    return rows
+
+
+def run_animate(cascade: Cascade, combos: Cases, method: str, args: argparse.Namespace) -> list[dict]:
+    """Animate the first frame of each combo's rendered clip; analyzer match and frame-0 PSNR."""
+    top = cascade.config.stages[-1]
+
+    def work(batch: Cases, index: int) -> list[dict]:
+        clips = [render(c, top.frames, top.height, top.width, seed) for c, seed in batch]
+        images = torch.stack([clip[:, 0] for clip in clips])  # (B, C, H, W)
+        out = cascade.animate(
+            images,
+            [c.caption for c, _ in batch],
+            method=method,
+            weight=args.weight,
+            keep_input=False,
+            generator=torch.Generator().manual_seed(args.seed + args.start // args.batch + index),
+            progress=False,
+        ).video
+        return [
+            {
+                "prompt": c.caption,
+                "match": analyze_clip(video, "CTHW").matches(c),
+                "psnr_frame0": psnr(video[:, 0], image),
+            }
+            for (c, _), video, image in zip(batch, out, images, strict=True)
+        ]
+
+    return in_batches(combos, args.batch, work)
+
+
+def run_extend(cascade: Cascade, combos: Cases, method: str, args: argparse.Namespace) -> list[dict]:
+    """Extend each combo's first 16 rendered frames by 16; analyzer on the new frames, seam speed."""
+    top = cascade.config.stages[-1]
+
+    def work(batch: Cases, index: int) -> list[dict]:
+        clips = torch.stack([render(c, top.frames, top.height, top.width, seed) for c, seed in batch])
+        out = cascade.extend(
+            clips[:, :, :CONTEXT],
+            [c.caption for c, _ in batch],
+            frames=top.frames - CONTEXT,
+            method=method,
+            weight=args.weight,
+            keep_input=False,
+            generator=torch.Generator().manual_seed(args.seed + args.start // args.batch + index),
+            progress=False,
+        ).video
+        rows = []
+        for (c, _), video, clip in zip(batch, out, clips, strict=True):
+            inside, present_in = track(clip[:, :CONTEXT], c.motion)  # type: ignore[arg-type]
+            position, present = track(video, c.motion)  # type: ignore[arg-type]
+            ratio = slope(position[SEAM]) / slope(inside) if present[SEAM].all() else None
+            rows.append(
+                {
+                    "prompt": c.caption,
+                    "match": analyze_clip(video[:, CONTEXT:], "CTHW").matches(c),
+                    "seam_ratio": ratio,
+                    "seam_ok": ratio is not None and abs(ratio - 1.0) <= 0.25,
+                }
+            )
+        return rows
+
+    return in_batches(combos, args.batch, work)
+
+
+def run_first_last(cascade: Cascade, combos: Cases, method: str, args: argparse.Namespace) -> list[dict]:
+    """Give frames 0 and T-1 of each moving clip; the object must move monotonically between them."""
+    top = cascade.config.stages[-1]
+
+    def work(batch: Cases, index: int) -> list[dict]:
+        clips = torch.stack([render(c, top.frames, top.height, top.width, seed) for c, seed in batch])
+        out = cascade.animate(
+            clips[:, :, 0],
+            [c.caption for c, _ in batch],
+            last_frame=clips[:, :, -1],
+            method=method,
+            weight=args.weight,
+            keep_input=False,
+            generator=torch.Generator().manual_seed(args.seed + args.start // args.batch + index),
+            progress=False,
+        ).video
+        rows = []
+        for (c, _), video, clip in zip(batch, out, clips, strict=True):
+            position, present = track(video, c.motion)  # type: ignore[arg-type]
+            truth, _ = track(clip, c.motion)  # type: ignore[arg-type]
+            direction = np.sign(truth[-1] - truth[0])
+            tolerance = 0.5 / (top.width if c.motion in MOVING[:2] else top.height)  # half a pixel
+            steps = np.diff(position) * direction
+            monotone = bool(present.all() and (steps >= -tolerance).all())
+            rows.append({"prompt": c.caption, "monotone": monotone, "worst_step": float(steps.min())})
+        return rows
+
+    return in_batches(combos, args.batch, work)
+
+
+def summarize(rows: list[dict]) -> dict[str, object]:
+    """Fractions and means over a cell's rows (booleans as fractions)."""
+    summary: dict[str, object] = {"videos": len(rows)}
+    for key in ("match", "seam_ok", "monotone"):
+        if key in rows[0]:
+            summary[key] = float(np.mean([r[key] for r in rows]))
+    if "psnr_frame0" in rows[0]:
+        values = np.array([r["psnr_frame0"] for r in rows])
+        summary["psnr_frame0_mean"] = float(values.mean())
+        summary["psnr_frame0_min"] = float(values.min())
+        summary["psnr_frame0_ge_30db"] = float((values >= 30.0).mean())
+    if "seam_ratio" in rows[0]:
+        ratios = [r["seam_ratio"] for r in rows if r["seam_ratio"] is not None]
+        summary["seam_ratio_median"] = float(np.median(ratios)) if ratios else None
+    return summary
+
+
+TASKS = {"animate": run_animate, "extend": run_extend, "first_last": run_first_last}
+
+
+def task_combos(task: str, limit: int | None, start: int = 0) -> Cases:
+    """(combo, render seed) pairs of a task: every combo (moving ones for first/last) with the motions
+    taking turns and the (color, shape) stills in a fixed shuffled order per motion; the cases
+    ``start`` to ``limit`` (exclusive) of that order."""
+    motions = MOVING if task == "first_last" else MOTIONS
+    rng = np.random.default_rng(0)
+    orders = [rng.permutation(len(ALL_STILLS)) for _ in motions]
+    combos = [
+        Combo(ALL_STILLS[order[k]].color, ALL_STILLS[order[k]].shape, motion)
+        for k in range(len(ALL_STILLS))
+        for motion, order in zip(motions, orders, strict=True)
+    ]
+    return [(c, 1000 + ALL_COMBOS.index(c)) for c in combos[start:limit]]
+
+
+def parse_limits(values: list[str]) -> dict[str, int]:
+    """``--limit N`` (every task) or ``--limit TASK=N`` (repeatable) as {task: N}."""
+    limits: dict[str, int] = {}
+    for value in values:
+        task, _, count = value.rpartition("=")
+        for name in [task] if task else list(TASKS):
+            limits[name] = int(count)
+    return limits
+
+
+def merge(paths: list[str]) -> dict[str, object]:
+    """Results of several runs over disjoint cases (``--start``) as one: rows joined per cell and
+    summarized again, seconds added, every command kept."""
+    runs = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    cells: dict[str, dict[str, object]] = {}
+    for run in runs:
+        for name, cell in run["cells"].items():
+            rows = cells.get(name, {}).get("rows", []) + cell["rows"]  # type: ignore[operator]
+            seconds = cells.get(name, {}).get("seconds", 0.0) + cell["seconds"]  # type: ignore[operator]
+            cells[name] = {**summarize(rows), "seconds": round(seconds, 1), "rows": rows}
+    return {**runs[0], "command": [r["command"] for r in runs], "cells": cells}
+
+
+def main() -> None:
+    """Run the requested tasks and methods; print a table and write the JSON results."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="demo", help="cascade directory or shipped name (default demo)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks")
+    parser.add_argument("--weight", type=float, default=2.0, help="w_r of reconstruction guidance")
+    parser.add_argument(
+        "--limit", action="append", default=[], help="cases per task end at N (N or TASK=N; default: all)"
+    )
+    parser.add_argument("--batch", type=int, default=12, help="videos sampled together")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    parser.add_argument("--start", type=int, default=0, help="skip the first N cases of every task")
+    parser.add_argument("--merge", nargs="+", metavar="JSON", help="join the results of these runs instead")
+    parser.add_argument("--out", help="write the results as JSON here")
+    args = parser.parse_args()
+    if args.merge:
+        atomic_write_json(args.out, merge(args.merge))
+        return
+    torch.set_num_threads(args.threads)
+    cascade = Cascade.from_pretrained(args.model, device=args.device)
+    limits = parse_limits(args.limit)
+    cells: dict[str, dict[str, object]] = {}
+    for method in args.methods.split(","):
+        for task in args.tasks.split(","):
+            print(f"{method} / {task}", file=sys.stderr, flush=True)
+            start = time.perf_counter()
+            rows = TASKS[task](cascade, task_combos(task, limits.get(task), args.start), method, args)  # type: ignore[arg-type]
+            cells[f"{method}/{task}"] = {
+                **summarize(rows),
+                "seconds": round(time.perf_counter() - start, 1),
+                "rows": rows,
+            }
+            print(json.dumps({k: v for k, v in cells[f"{method}/{task}"].items() if k != "rows"}))
+    result = {
+        "command": "python " + " ".join(sys.argv),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()} {args.device}, {args.threads} thread(s), torch {torch.__version__}",
+        "cascade": str(args.model),
+        "weight_w_r": args.weight,
+        "keep_input": False,
+        "cells": cells,
+    }
+    if args.out:
+        atomic_write_json(args.out, result)
+
+
+if __name__ == "__main__":
+    main()

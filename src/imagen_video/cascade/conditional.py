@@ -1,0 +1,273 @@
+"""Conditional generation with a cascade: image-to-video, first/last frame, and video extension.
+
+:func:`animate` and :func:`extend` (also ``Cascade.animate`` / ``Cascade.extend``) run the whole
+cascade (paper sec. 2.2, Figure 6) with every stage's denoiser wrapped by a known-frame conditioning
+of :mod:`imagen_video.cascade.conditioning` (replacement or reconstruction guidance, Video Diffusion
+Models sec. 3.1 and eq. 7); the known frames go in at each stage's resolution. Extension is
+autoregressive (Video Diffusion Models sec. 3.1): each round conditions a full-length window on the
+last frames so far and keeps the new ones.
+
+Inputs are float in [0, 1] at the user boundary; a 1-channel (grayscale) input is repeated to RGB
+and a 4-channel one is composited over black by its alpha; other sizes are center-cropped to the
+cascade's aspect ratio and resized to its output H x W, with one warning.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from imagen_video.cascade.conditioning import (
+    DEFAULT_RECONSTRUCTION_WEIGHT,
+    KnownFrames,
+    check_method,
+    conditioned_denoiser,
+    resize_frames,
+)
+from imagen_video.cascade.config import StageConfig
+from imagen_video.cascade.video_input import center_crop_to_aspect
+from imagen_video.diffusion._random import Generators
+from imagen_video.samplers import Denoise
+
+if TYPE_CHECKING:
+    from imagen_video.cascade.runner import Cascade, CascadeOutput, ProgressCallback
+    from imagen_video.cascade.sampling import StageOverride, TextCondition
+
+DEFAULT_METHOD = "reconstruction"
+"""Default conditioning method, chosen by ``benchmarks/conditional_quality.py`` (docs/conditional.md)."""
+
+
+def to_rgb(video: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) in [0, 1] with C = 1 (grayscale, repeated), 3, or 4 (RGBA, composited over the
+    black background) as RGB; ValueError naming the shape otherwise."""
+    channels = video.shape[1] if video.dim() == 5 else -1
+    if channels == 3:
+        return video
+    if channels == 1:
+        return video.expand(-1, 3, -1, -1, -1)
+    if channels == 4:
+        return video[:, :3] * video[:, 3:]
+    raise ValueError(f"expected (B, C, T, H, W) with 1, 3 or 4 channels, got {tuple(video.shape)}")
+
+
+def read_image(path: str | os.PathLike[str]) -> torch.Tensor:
+    """Read an image file as (3, H, W) float32 in [0, 1]: grayscale is repeated to RGB and an alpha
+    channel composites the image over black (the world's background). ValueError naming the path when
+    it cannot be read."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+            array = np.asarray(image.convert("RGBA" if alpha else "RGB"), dtype=np.float32) / 255.0
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise ValueError(f"cannot read image {str(path)!r}: {err}") from None
+    if alpha:
+        array = array[..., :3] * array[..., 3:]  # (H, W, 3) over black
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+
+
+def fit_to_output(video: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """A (B, C, T, H, W) video in [0, 1] as RGB at ``height`` x ``width``: center-cropped to that aspect
+    ratio and resized (antialiased bilinear), warning once when its size differs."""
+    if not video.is_floating_point():
+        raise ValueError(f"input must be a float tensor in [0, 1], got {video.dtype}")
+    if float(video.min()) < 0.0 or float(video.max()) > 1.0:
+        raise ValueError("input values must lie in [0, 1]")
+    video = to_rgb(video.float())
+    in_h, in_w = video.shape[-2:]
+    if (in_h, in_w) == (height, width):
+        return video.contiguous()
+    warnings.warn(f"input of {in_w}x{in_h} resized to the cascade's {width}x{height}", stacklevel=3)
+    cropped = center_crop_to_aspect(video, height, width)
+    return resize_frames(cropped, height, width).clamp(0.0, 1.0).contiguous()
+
+
+def stage_frames(stages: Sequence[StageConfig]) -> list[int]:
+    """Frames each stage outputs over one cascade run (the base's count times the TSR factors)."""
+    counts = [stages[0].frames]
+    for stage in stages[1:]:
+        counts.append(counts[-1] * stage.temporal_factor)
+    return counts
+
+
+def _batch(video: torch.Tensor, dims: int, what: str) -> torch.Tensor:
+    """``video`` with a batch axis: (B, ...) of ``dims`` dimensions, or one item without it."""
+    if video.dim() == dims - 1:
+        video = video[None]
+    if video.dim() != dims:
+        raise ValueError(f"{what} must have {dims - 1} or {dims} dimensions, got shape {tuple(video.shape)}")
+    return video
+
+
+def _prompt_list(prompt: str | Sequence[str], batch: int) -> list[str]:
+    """One prompt per input (a single prompt is shared); ValueError for an empty or mismatched one."""
+    prompts = [prompt] * batch if isinstance(prompt, str) else list(prompt)
+    if len(prompts) != batch:
+        raise ValueError(f"got {len(prompts)} prompts for {batch} inputs; give one, or one per input")
+    for index, text in enumerate(prompts):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"prompt {index} is missing or empty")
+    return prompts
+
+
+def sample_known(
+    cascade: Cascade,
+    known: KnownFrames,
+    text: TextCondition,
+    *,
+    method: str = DEFAULT_METHOD,
+    weight: float = DEFAULT_RECONSTRUCTION_WEIGHT,
+    keep_input: bool = True,
+    generator: Generators = None,
+    overrides: Mapping[str, StageOverride] | None = None,
+    callback: ProgressCallback | None = None,
+    offload: bool = False,
+    progress: bool = True,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Run the whole cascade once with ``known`` frames (top-stage shape, [-1, 1]) conditioning every
+    stage by ``method``; returns the top output (N, C, T, H, W) in [0, 1] and each stage's seconds.
+
+    ``keep_input``: every stage keeps the known frames (the output's known frames equal the input);
+    otherwise they are the model's own reconstruction. ``weight``: ``w_r`` of reconstruction guidance.
+    """
+    check_method(method)
+    run = cascade._apply_overrides(cascade.select_stages(None, from_base=True), overrides)
+    counts = dict(zip((s.name for s in run), stage_frames(run), strict=True))
+    device = cascade.device
+
+    def wrap(stage: StageConfig) -> Callable[[Denoise], Denoise]:
+        video, mask = known.at_stage(counts[stage.name], stage.height, stage.width)
+        video, mask = video.to(device), mask.to(device)
+        return lambda denoise: conditioned_denoiser(
+            denoise, video, mask, method, weight=weight, generator=generator, keep=keep_input
+        )
+
+    out, timings = cascade._run_stages(run, text, None, generator, callback, offload, progress, wrap)
+    if keep_input:
+        m = known.mask.view(1, 1, -1, 1, 1).to(out.dtype)
+        out = out * (1.0 - m) + ((known.video.cpu().float() + 1.0) / 2.0) * m
+    return out, timings
+
+
+def _top(cascade: Cascade) -> tuple[StageConfig, int]:
+    """The top stage and the frames one cascade run outputs."""
+    stages = list(cascade.config.stages)
+    return stages[-1], stage_frames(stages)[-1]
+
+
+def animate(
+    cascade: Cascade,
+    image: torch.Tensor,
+    prompt: str | Sequence[str],
+    *,
+    last_frame: torch.Tensor | None = None,
+    generator: Generators = None,
+    **options: object,
+) -> CascadeOutput:
+    """Image-to-video: ``image`` (C, H, W) or (B, C, H, W) in [0, 1] is the first frame of a video
+    following ``prompt`` (one, or one per image); with ``last_frame`` (same layout) also its last.
+
+    ``options``: ``method`` ("replacement" or "reconstruction"), ``weight`` (w_r), ``keep_input``,
+    ``overrides``, ``callback``, ``offload``, ``progress`` as in :func:`sample_known`. Returns the
+    cascade's output (B, C, T, H, W) at the top stage's shape and frame rate.
+    """
+    from imagen_video.cascade.runner import CascadeOutput
+
+    top, total = _top(cascade)
+    first = fit_to_output(_batch(image, 4, "image")[:, :, None], top.height, top.width)  # (B, 3, 1, H, W)
+    video = torch.zeros(first.shape[0], 3, total, top.height, top.width)
+    mask = torch.zeros(total, dtype=torch.bool)
+    video[:, :, :1], mask[0] = first, True
+    if last_frame is not None:
+        last = fit_to_output(_batch(last_frame, 4, "last frame")[:, :, None], top.height, top.width)
+        if last.shape[0] != first.shape[0]:
+            raise ValueError(f"got {first.shape[0]} first frames and {last.shape[0]} last frames")
+        video[:, :, -1:], mask[-1] = last, True
+    prompts = _prompt_list(prompt, first.shape[0])
+    start = time.perf_counter()
+    text = cascade.encode(prompts)
+    text_seconds = time.perf_counter() - start
+    known = KnownFrames(video * 2.0 - 1.0, mask)
+    out, timings = sample_known(cascade, known, text, generator=generator, **options)  # type: ignore[arg-type]
+    return CascadeOutput(out, top.fps, timings, text_seconds, list(prompts))
+
+
+def extension_context(clip_frames: int, new_frames: int, window: int, base_factor: int) -> int:
+    """Known frames in one extension round of a ``window``-frame cascade run: as many of the clip's as
+    fit beside ``new_frames``, but at least half the window (two base frames in all) and at most the
+    window less one base frame, rounded down to a multiple of ``base_factor`` (the top-stage frames
+    per base frame, so every known base frame is a real frame). ValueError for a clip shorter than
+    two base frames' worth."""
+    minimum = 2 * base_factor
+    if clip_frames < minimum:
+        raise ValueError(
+            f"the clip has {clip_frames} frames; extending needs at least {minimum} "
+            f"(two frames of the base stage)"
+        )
+    context = min(clip_frames, window - base_factor, max(minimum, window // 2, window - new_frames))
+    return context // base_factor * base_factor
+
+
+def extend(
+    cascade: Cascade,
+    video: torch.Tensor,
+    prompt: str | Sequence[str],
+    *,
+    frames: int = 16,
+    backward: bool = False,
+    generator: Generators = None,
+    progress: bool = True,
+    **options: object,
+) -> CascadeOutput:
+    """Continue ``video`` (C, T, H, W) or (B, C, T, H, W) in [0, 1], at the top stage's frame rate, by
+    ``frames`` new frames following ``prompt`` (before it with ``backward``).
+
+    Autoregressive rounds (Video Diffusion Models sec. 3.1): each conditions one cascade run on the
+    last (first, backward) frames so far (:func:`extension_context`) and keeps the new ones. Returns
+    (B, C, T + frames, H, W): the input frames followed (preceded) by the new ones. ``options`` as in
+    :func:`animate`.
+    """
+    from imagen_video.cascade.runner import CascadeOutput
+
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
+        raise ValueError(f"frames must be an integer >= 1, got {frames!r}")
+    top, window = _top(cascade)
+    clip = fit_to_output(_batch(video, 5, "video"), top.height, top.width)  # (B, 3, T, H, W)
+    prompts = _prompt_list(prompt, clip.shape[0])
+    base_factor = window // cascade.config.stages[0].frames
+    extension_context(clip.shape[2], frames, window, base_factor)  # checks the clip length
+    start = time.perf_counter()
+    text = cascade.encode(prompts)
+    text_seconds = time.perf_counter() - start
+    timings: dict[str, float] = {}
+    added = 0
+    while added < frames:
+        context = extension_context(clip.shape[2], frames - added, window, base_factor)
+        new = min(window - context, frames - added)
+        known_video = torch.zeros(clip.shape[0], 3, window, top.height, top.width)
+        mask = torch.zeros(window, dtype=torch.bool)
+        seen = slice(window - context, window) if backward else slice(0, context)
+        known_video[:, :, seen] = clip[:, :, :context] if backward else clip[:, :, -context:]
+        mask[seen] = True
+        out, spent = sample_known(
+            cascade,
+            KnownFrames(known_video * 2.0 - 1.0, mask),
+            text,
+            generator=generator,
+            progress=progress,
+            **options,  # type: ignore[arg-type]
+        )
+        if backward:
+            clip = torch.cat([out[:, :, window - context - new : window - context], clip], dim=2)
+        else:
+            clip = torch.cat([clip, out[:, :, context : context + new]], dim=2)
+        timings = {name: timings.get(name, 0.0) + seconds for name, seconds in spent.items()}
+        added += new
+    return CascadeOutput(clip, top.fps, timings, text_seconds, list(prompts))

@@ -1,0 +1,56 @@
+"""``benchmarks/conditional_quality.py``: its case order, world measurements and the merge of runs."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from imagen_video.world import MOTIONS
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "conditional_quality.py"
+
+
+@pytest.fixture(scope="module")
+def bench() -> dict:
+    return runpy.run_path(str(SCRIPT))
+
+
+def test_cases_take_turns_over_motions_and_cover_every_combo(bench: dict) -> None:
+    cases = bench["task_combos"]("animate", None)
+    assert len({c for c, _ in cases}) == 108 and len({seed for _, seed in cases}) == 108
+    assert Counter(c.motion for c, _ in cases[:24]) == {m: 4 for m in MOTIONS}
+    assert cases[24:36] == bench["task_combos"]("animate", 36, start=24)
+    moving = bench["task_combos"]("first_last", None)
+    assert len(moving) == 72 and all(c.motion.startswith("moving") for c, _ in moving)
+
+
+def test_track_and_slope_read_a_rendered_motion(bench: dict) -> None:
+    from imagen_video.world import Combo
+
+    video = bench["render"](Combo("red", "square", "moving right"), 16, 48, 80, 3)
+    position, present = bench["track"](video, "moving right")
+    assert present.all() and bench["slope"](position) > 0
+    steps = np.diff(position)
+    assert steps.std() < 0.05 * steps.mean()  # rendered at constant speed
+    assert bench["psnr"](video[:, 0], video[:, 0]) == float("inf")
+    assert bench["psnr"](torch.zeros(3, 2, 2), torch.full((3, 2, 2), 0.1)) == pytest.approx(20.0)
+
+
+def test_merge_joins_rows_and_summarizes_again(bench: dict, tmp_path: Path) -> None:
+    def run(matches: list[bool], seconds: float) -> dict:
+        rows = [{"prompt": "p", "match": m, "psnr_frame0": 40.0} for m in matches]
+        cell = {**bench["summarize"](rows), "seconds": seconds, "rows": rows}
+        return {"command": f"run {seconds}", "cells": {"replacement/animate": cell}}
+
+    for name, matches, seconds in (("a", [True, False], 1.0), ("b", [True, True], 2.0)):
+        (tmp_path / f"{name}.json").write_text(json.dumps(run(matches, seconds)))
+    merged = bench["merge"]([str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    cell = merged["cells"]["replacement/animate"]
+    assert cell["videos"] == 4 and cell["match"] == 0.75 and cell["seconds"] == 3.0
+    assert merged["command"] == ["run 1.0", "run 2.0"]
