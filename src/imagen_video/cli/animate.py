@@ -82,6 +82,8 @@ def check_common(args: argparse.Namespace, label: str) -> tuple[object, object]:
     from imagen_video.cli._grid import grid_sheet
     from imagen_video.cli._options import check_positive, resolve_device
     from imagen_video.cli._outputs import plan_outputs
+    from imagen_video.io_safety import check_file_output, check_outputs
+    from imagen_video.limits import check_counts, check_seed
     from imagen_video.prompts import clean_prompt
 
     if args.prompt is None:
@@ -90,11 +92,17 @@ def check_common(args: argparse.Namespace, label: str) -> tuple[object, object]:
     for name in ("--scale", "--threads"):
         check_positive(name, getattr(args, name[2:]))
     check_positive("--seed", args.seed, allow_zero=True)
+    check_seed(args.seed)
+    check_counts(1, args.scale)
     if args.guidance_weight < 0:
         raise ValueError(f"--guidance-weight must be >= 0, got {args.guidance_weight:g}")
     args.device = resolve_device(args.device)
     grid = grid_sheet(args.output, args.format, [(None, label)])
     plan = plan_outputs(args.output, args.format, [(None, label)], 1, batch=False) if grid is None else None
+    if plan is not None:
+        check_outputs(plan.paths, plan.format)
+    else:
+        check_file_output(grid.path)
     return grid, plan
 
 
@@ -116,7 +124,7 @@ def run_conditional(
         torch.set_num_threads(args.threads)
     model_dir, manifest, _, overrides = load_plan(args)
     encoder = text_cache_encoder(args, manifest, [args.prompt])
-    cascade = load_cascade(model_dir, args.device, encoder, manifest)
+    cascade = load_cascade(model_dir, args.device, encoder, manifest, verify=not args.no_verify)
     seed = resolve_seed(args.seed)
     options = {
         "method": args.method,
