@@ -16,8 +16,6 @@ import contextlib
 import dataclasses
 import math
 import resource
-import statistics
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +23,7 @@ import torch
 
 from imagen_video.bench import memory as mem
 from imagen_video.bench.devices import device_name, mfu, peak_bf16_tflops
+from imagen_video.bench.timing import median_time
 from imagen_video.cascade.config import StageConfig
 from imagen_video.models.config import LevelConfig, UNetConfig
 from imagen_video.serialization import JsonConfig
@@ -114,24 +113,6 @@ def _rss_mb() -> float:
     """Peak resident set size of this process in MiB (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-
-def _median_time(fn: Callable[[], Any], spec: StageBenchSpec, device: torch.device) -> float:
-    """Median wall time of ``fn`` over ``spec.repeats`` runs after ``spec.warmup`` (synchronised)."""
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(spec.warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(spec.repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _count_flops(fn: Callable[[], Any]) -> int:
@@ -256,7 +237,7 @@ def measure_train(
         model.train()
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
-        return {"step_s": _median_time(step, spec, device)}
+        return {"step_s": median_time(step, repeats=spec.repeats, warmup=spec.warmup, device=device)}
 
 
 def measure_sample(
@@ -290,7 +271,7 @@ def measure_sample(
 
         if cuda and key == "step_s":
             torch.cuda.reset_peak_memory_stats(device)
-        result[key] = _median_time(step, spec, device)
+        result[key] = median_time(step, repeats=spec.repeats, warmup=spec.warmup, device=device)
         if cuda and key == "step_s":
             result["peak_gpu_gib"] = torch.cuda.max_memory_allocated(device) / mem.GIB
     return result

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from imagen_video.bench.timing import median_time
 from imagen_video.serialization import JsonConfig
 
 MODES = ("train", "guided", "all")
@@ -174,7 +174,9 @@ def measure(spec: UNetBenchSpec, mode: str) -> dict[str, Any]:
             loss.backward()
             opt.step()
 
-        result["train_step_s"] = _median_time(step, spec, device)
+        result["train_step_s"] = median_time(
+            step, repeats=spec.repeats, warmup=spec.warmup, device=device, clock=_clock(spec)
+        )
     if mode in ("guided", "all"):
         net.eval()
         guided = _guided_inputs(inputs)
@@ -183,7 +185,9 @@ def measure(spec: UNetBenchSpec, mode: str) -> dict[str, Any]:
             with torch.inference_mode(), autocast:
                 model(*guided["args"], **guided["kwargs"])
 
-        result["guided_sample_step_s"] = _median_time(sample_step, spec, device)
+        result["guided_sample_step_s"] = median_time(
+            sample_step, repeats=spec.repeats, warmup=spec.warmup, device=device, clock=_clock(spec)
+        )
         result["fwd_gflop"] = _forward_gflop(net, inputs, autocast)
     result["peak_rss_mb"] = _peak_rss_mb()
     if device.type == "cuda":
@@ -224,27 +228,6 @@ def _guided_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
     return {"args": args, "kwargs": {**kwargs, "drop_text": drop}}
 
 
-def _median_time(fn: Callable[[], None], spec: UNetBenchSpec, device: Any) -> float:
-    """Median time (``spec.clock``: wall or CPU) of ``fn`` over ``spec.repeats`` runs after warm-up."""
-    import torch
-
-    clock = time.process_time if spec.clock == "cpu" else time.perf_counter
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(spec.warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(spec.repeats):
-        start = clock()
-        fn()
-        sync()
-        times.append(clock() - start)
-    return statistics.median(times)
-
 
 def _forward_gflop(net: Any, inputs: dict[str, Any], autocast: Any) -> float:
     """GFLOP of one forward at the workload's batch, counted by torch.utils.flop_counter.
@@ -278,3 +261,8 @@ def _main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))
+
+
+def _clock(spec: UNetBenchSpec) -> Callable[[], float]:
+    """The clock of ``spec.clock``: process CPU time ("cpu") or wall time."""
+    return time.process_time if spec.clock == "cpu" else time.perf_counter
