@@ -22,13 +22,6 @@ def _one_thread() -> Iterator[None]:
     yield from single_thread()
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny cascade: 8 frames of 16x16 at 4 fps out."""
-    root = tmp_path_factory.mktemp("models") / "tiny"
-    assert main(["cascade", "init", str(root), "--preset", "tiny", "--seed", "0"]) == 0
-    return root
-
 
 def _png(path: Path, seed: int, height: int = 16, width: int = 16) -> np.ndarray:
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)

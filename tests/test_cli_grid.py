@@ -18,12 +18,6 @@ def _one_thread() -> Iterator[None]:
     yield from single_thread()
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models") / "tiny"
-    assert main(["cascade", "init", str(root), "--preset", "tiny", "--seed", "0"]) == 0
-    return root
-
 
 def test_grid_holds_a_labelled_row_per_video(model_dir: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     prompts = tmp_path / "prompts.txt"

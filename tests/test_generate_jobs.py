@@ -25,12 +25,6 @@ def _one_thread() -> Iterator[None]:
     yield from single_thread()
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("models") / "tiny"
-    assert main(["cascade", "init", str(root), "--preset", "tiny", "--seed", "0"]) == 0
-    return root
-
 
 def _generate(capsys: pytest.CaptureFixture[str], model_dir: Path, *argv: str) -> tuple[int, str, str]:
     code = main(["generate", *argv, "--model", str(model_dir), "--format", "gif", "--quiet"])
