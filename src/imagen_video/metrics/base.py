@@ -3,7 +3,9 @@
 A metric maps generated videos (N, C, T, H, W) float in [0, 1], their prompts (one per video) and an
 optional reference video set to a :class:`MetricResult`. Metrics are built by name from a
 :class:`MetricsConfig` through a registry, so in-domain metrics plug in with :func:`register_metric`
-(see ``imagen_video.world.metric``). Paper sec. 3 and Table 1; docs/math.md sec. 13.
+(see ``imagen_video.world.metric``). The built-in metrics are also :class:`FeatureMetric`: a per-video
+feature step and a compute step, so ``imagen-video evaluate`` under torchrun extracts the features on
+every rank and computes once (docs/scale.md). Paper sec. 3 and Table 1; docs/math.md sec. 13.
 """
 
 from __future__ import annotations
