@@ -10,6 +10,7 @@ import torch
 
 from imagen_video.cascade import sharded as cascade_sharded
 from imagen_video.cascade.sharded import Shard
+from imagen_video.cli import main
 from imagen_video.metrics import MetricsConfig, build_metrics
 from imagen_video.metrics.base import FeatureMetric, concat_features
 from imagen_video.metrics.evaluate import RunSource, evaluate_runs
@@ -149,3 +150,15 @@ def test_two_ranks_in_process_give_the_one_process_report(configs, tmp_path, mon
         "fvd",
         "world_fd",
     }
+
+
+def test_cli_asks_for_the_reference_before_any_model_loads(configs, tmp_path, capsys) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n")
+    code = main([
+        "evaluate", "--prompts", str(prompts), "--model", str(tmp_path / "no-such-cascade"),
+        "--metrics", "fvd", "--i3d-weights", configs["fvd"].i3d_weights,
+        "--out", str(tmp_path / "out"), "--quiet",
+    ])  # fmt: skip
+    assert code == 2 and "['fvd'] need a reference video set" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

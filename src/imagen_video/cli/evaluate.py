@@ -72,7 +72,13 @@ def run(args: argparse.Namespace) -> int:
     from imagen_video.cascade.sharded import join_job, leave_job
     from imagen_video.cli import UserError
     from imagen_video.metrics import MetricsConfig, build_metrics
-    from imagen_video.metrics.evaluate import RunSource, evaluate_runs, sample_runs, write_report
+    from imagen_video.metrics.evaluate import (
+        RunSource,
+        check_reference_given,
+        evaluate_runs,
+        sample_runs,
+        write_report,
+    )
     from imagen_video.metrics.sharded import can_shard, evaluate_sharded
     from imagen_video.metrics.videos import list_video_entries, load_video_dir
     from imagen_video.prompts import read_prompt_file
@@ -101,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
             list_video_entries(args.reference)  # a missing or empty reference fails before any work
         shard = join_job(device)  # one process, or every rank under torchrun (docs/scale.md)
         metrics = build_metrics(config)  # fail before any sampling
+        check_reference_given(metrics, args.reference is not None)
         if shard.is_main:
             _check_reference_weights(args, config.metrics)
         if args.model is not None:

@@ -125,6 +125,13 @@ def evaluate_runs(
     return build_report(runs, prompts, config, metrics, count, row, progress=progress)
 
 
+def check_reference_given(metrics: Sequence[Metric], given: bool) -> None:
+    """Raise ValueError naming the metrics that need a reference set (FID, FVD) when none is given."""
+    needing = [m.name for m in metrics if m.requires_reference]
+    if needing and not given:
+        raise ValueError(f"metric(s) {needing} need a reference video set (--reference DIR)")
+
+
 def build_report(
     runs: Sequence[VideoRun | RunSource],
     prompts: Sequence[str],
@@ -138,9 +145,7 @@ def build_report(
     """The report dict of :func:`evaluate_runs` from ``row(metric, k)`` for every run ``k`` and, when
     the reference (``reference_count`` videos; None: no reference) has one video per prompt, the
     ground-truth row ``row(metric, None)`` of the metrics that need no reference."""
-    needing = [m.name for m in metrics if m.requires_reference]
-    if needing and reference_count is None:
-        raise ValueError(f"metric(s) {needing} need a reference video set (--reference DIR)")
+    check_reference_given(metrics, reference_count is not None)
     notes: list[str] = []
     gt_metrics = [m for m in metrics if not m.requires_reference]
     if reference_count is not None and gt_metrics and reference_count != len(prompts):
