@@ -152,6 +152,19 @@ def test_two_ranks_in_process_give_the_one_process_report(configs, tmp_path, mon
     }
 
 
+def test_a_set_whose_feature_batches_differ_in_shape_is_refused(configs, tmp_path) -> None:
+    (tmp_path / "a").mkdir()
+    run = _write_run(tmp_path / "a", _videos(PROMPTS[:2], 0))
+    save_video_npz(tmp_path / "a" / "002.npz", _videos(PROMPTS[2:3], 0)[0, :, :8], fps=8.0)
+    metrics = build_metrics(configs["clip"])
+    with pytest.raises(
+        ValueError, match=r"differ in shape \(C, T, H, W\): \[\(3, 8, 24, 40\), \(3, 9, 24, 40\)\]"
+    ):
+        evaluate_sharded(
+            [run], PROMPTS[:3], configs["clip"], metrics, Shard(0, 1, 0, torch.device("cpu")), progress=False
+        )
+
+
 def test_cli_asks_for_the_reference_before_any_model_loads(configs, tmp_path, capsys) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n")

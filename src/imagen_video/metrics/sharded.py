@@ -88,33 +88,31 @@ def extract_features(
 
     mine = rank_chunks([len(s) for s in sets], batch_size, shard.rank, shard.world_size)
     names = ["videos"] * (len(sets) - with_reference) + ["reference"] * with_reference
-    out: dict[Chunk, list[Features]] = {}
+    out: dict[Chunk, tuple[tuple[int, ...], list[Features]]] = {}
     for chunk in tqdm(mine, desc="features", file=sys.stderr, disable=not (progress and shard.is_main)):
         k, start, stop = chunk
         entries = sets[k][start:stop]
         videos = to_video_tensor([read_video(e) for e in entries], [e.name for e in entries])
         texts = prompts[start:stop] if len(sets[k]) == len(prompts) else None
-        out[chunk] = [metric.features(videos, texts, names[k]) for metric in metrics]
+        out[chunk] = (
+            tuple(videos.shape[1:]),
+            [metric.features(videos, texts, names[k]) for metric in metrics],
+        )
     gathered = gather_to_main(out, shard)
     if gathered is None:
         return None
-    merged = {chunk: feats for part in gathered for chunk, feats in part.items()}
+    merged = {chunk: value for part in gathered for chunk, value in part.items()}
     result = []
     for k, entries in enumerate(sets):
-        chunks = sorted(c for c in merged if c[0] == k)
-        parts = [merged[c] for c in chunks]
-        _check_one_shape(parts, entries)
-        result.append([concat_features([p[i] for p in parts]) for i in range(len(metrics))])
+        parts = [merged[c] for c in sorted(c for c in merged if c[0] == k)]
+        shapes = sorted({shape for shape, _ in parts})
+        if len(shapes) > 1:  # one process reads a directory only when all its videos share a shape
+            raise ValueError(
+                f"the videos of {entries[0].parent} differ in shape (C, T, H, W): {shapes}; "
+                "all must share one"
+            )
+        result.append([concat_features([feats[i] for _, feats in parts]) for i in range(len(metrics))])
     return result
-
-
-def _check_one_shape(parts: Sequence[Sequence[Features]], entries: Sequence[Path]) -> None:
-    """All videos of one set share a shape (as :func:`imagen_video.metrics.videos.load_video_dir` asks)."""
-    sizes = {tuple(size.tolist()) for part in parts for size in part[0]["size"]}
-    if len(sizes) > 1:
-        raise ValueError(
-            f"the videos of {entries[0].parent} differ in (T, H, W): {sorted(sizes)}; all must share a shape"
-        )
 
 
 def evaluate_sharded(
