@@ -1,6 +1,7 @@
 """``imagen-video generate --prompts`` under real torchrun with 2 gloo ranks on the CPU: the same files
 and bytes as one process, each video once in the manifest, ``kill -9`` of a rank then ``--resume``, and
-uneven ranks. Each test starts fresh Python processes (seconds of start-up each), so all are slow."""
+uneven ranks; ``evaluate --model`` / ``--videos`` with sharded feature extraction give one process's
+results.json. Each test starts fresh Python processes (seconds of start-up each), so all are slow."""
 
 from __future__ import annotations
 
@@ -13,9 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from imagen_video.cascade import job_manifest
 from imagen_video.cli import main
+from imagen_video.metrics.videos import save_video_npz
+from tiny_metric_networks import save_tiny_clip, save_tiny_i3d, save_tiny_inception
 
 pytestmark = pytest.mark.slow
 
@@ -146,27 +150,64 @@ def test_a_slow_rank_takes_fewer_batches(setup, tmp_path: Path) -> None:
     assert _files(out) == _files(single)
 
 
-def test_evaluate_on_two_ranks_equals_one_process(setup, tmp_path: Path) -> None:
-    model, prompts, _ = setup
-    results = {}
-    for ranks in (1, 2):
-        out = tmp_path / f"eval-{ranks}"
-        args = ["evaluate", "--prompts", str(prompts), "--model", str(model), "--metrics", "world"]
-        args += ["--seeds", "0", "1", "--batch-size", "3", "--device", "cpu", "--out", str(out), "--quiet"]
-        command = [sys.executable, "-m", "imagen_video.cli", *args]
-        done = subprocess.run(
-            _torchrun(command) if ranks == 2 else command,
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
-        results[ranks] = json.loads((out / "results.json").read_text())
-        for run in results[ranks]["runs"]:
+@pytest.fixture(scope="module")
+def metric_args(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Every metric, with tiny random feature networks (the tiny cascade makes 8-frame clips)."""
+    root = tmp_path_factory.mktemp("nets")
+    return [
+        "--metrics", "fid,fvd,clip,rprec,world", "--num-distractors", "3",
+        "--inception-weights", str(save_tiny_inception(root / "inception.pt")),
+        "--i3d-weights", str(save_tiny_i3d(root / "i3d.pt", min_frames=8)),
+        "--clip-model", str(save_tiny_clip(root / "clip", " ".join(PROMPTS).split())),
+    ]  # fmt: skip
+
+
+def _evaluate(args: list[str], out: Path, ranks: int) -> dict:
+    """results.json of ``evaluate ARGS`` in one process (ranks=1) or under torchrun, less the prompts path."""
+    command = [sys.executable, "-m", "imagen_video.cli", "evaluate", *args, "--out", str(out), "--quiet"]
+    done = subprocess.run(
+        _torchrun(command, ranks) if ranks > 1 else command,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    results.pop("prompts_file")
+    return results
+
+
+def test_evaluate_on_two_ranks_equals_one_process(setup, metric_args, tmp_path: Path) -> None:
+    model, prompts, single = setup
+    args = ["--prompts", str(prompts), "--model", str(model), "--reference", str(single), *metric_args]
+    args += ["--seeds", "0", "1", "--batch-size", "3", "--device", "cpu"]
+    results = {ranks: _evaluate(args, tmp_path / f"eval-{ranks}", ranks) for ranks in (1, 2)}
+    for report in results.values():
+        for run in report["runs"]:
             assert run["values"].pop("sampling_seconds") > 0
-        results[ranks].pop("prompts_file")
-        assert results[ranks]["summary"].pop("sampling_seconds")["n"] == 2
+        assert report["summary"].pop("sampling_seconds")["n"] == 2
     assert results[1] == results[2]
+    values = results[1]["runs"][0]["values"]
+    assert {"fid", "fvd", "clip_score", "world_fd"} <= values.keys() and results[1]["ground_truth"]
     one, two = (sorted((tmp_path / f"eval-{r}" / "videos").rglob("*.npz")) for r in (1, 2))
     assert len(one) == 16 and [p.read_bytes() for p in one] == [p.read_bytes() for p in two]
+
+
+def test_evaluate_video_directories_on_two_ranks_equals_one_process(
+    setup, metric_args, tmp_path: Path
+) -> None:
+    _, prompts, single = setup
+    rng = torch.Generator().manual_seed(0)
+    dirs = []
+    for name in ("noise", "reference"):
+        (tmp_path / name).mkdir()
+        for i in range(len(PROMPTS) + (name == "reference")):  # a reference of 9: no ground-truth row
+            save_video_npz(tmp_path / name / f"{i:02d}.npz", torch.rand(3, 8, 16, 16, generator=rng), 8.0)
+        dirs.append(tmp_path / name)
+    args = ["--prompts", str(prompts), "--videos", str(single), str(dirs[0]), "--reference", str(dirs[1])]
+    args += [*metric_args, "--batch-size", "2", "--device", "cpu"]
+    results = {ranks: _evaluate(args, tmp_path / f"eval-{ranks}", ranks) for ranks in (1, 2, 3)}
+    assert results[1] == results[2] == results[3]
+    assert [run["name"] for run in results[1]["runs"]] == ["single", "noise"]
+    assert results[1]["runs"][0]["details"]["fvd"]["reference_videos"] == 9 and not results[1]["ground_truth"]

@@ -120,7 +120,7 @@ def test_frame_fid_equals_frechet_distance_of_the_frame_features(nets) -> None:
     gen = load_video_dir(_write_mixed_dir(nets["root"] / "fid-gen", 10))
     ref = load_video_dir(_write_mixed_dir(nets["root"] / "fid-ref", 20, level=128))
     result = fid.compute(gen, PROMPTS, ref)
-    features = fid.features
+    features = fid.frame_features
     with torch.no_grad():
         feats = [features(v.transpose(1, 2).reshape(-1, 3, 16, 20)) for v in (gen, ref)]  # (27, 16) each
     assert result.values["fid"] == pytest.approx(frechet_distance(*feats), rel=1e-4)

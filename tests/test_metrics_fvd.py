@@ -127,7 +127,7 @@ def test_fvd_properties_with_torchscript_i3d(files: dict) -> None:
     assert same.values["fvd"] == pytest.approx(0.0, abs=1e-6)
     result = fvd.compute(gen, [""] * 4, ref)
     assert result.values["fvd"] == pytest.approx(
-        frechet_distance(fvd.features(gen), fvd.features(ref)), rel=1e-12
+        frechet_distance(fvd.clip_features(gen), fvd.clip_features(ref)), rel=1e-12
     )
     assert result.values["fvd"] > 0
     d = result.details

@@ -200,3 +200,15 @@ class JobProgress:
         self.refresh()
         self.bar.refresh()
         self.bar.close()
+
+
+def gather_to_main(value: T, shard: Shard) -> list[T] | None:
+    """Every rank's ``value`` (a picklable object, tensors on the CPU) as a list in rank order on
+    rank 0; None on the other ranks."""
+    if not shard.distributed:
+        return [value]
+    import torch.distributed as dist
+
+    gathered: list[T] | None = [None] * shard.world_size if shard.is_main else None  # type: ignore[list-item]
+    dist.gather_object(value, gathered, dst=0)
+    return gathered

@@ -72,8 +72,15 @@ def run(args: argparse.Namespace) -> int:
     from imagen_video.cascade.sharded import join_job, leave_job
     from imagen_video.cli import UserError
     from imagen_video.metrics import MetricsConfig, build_metrics
-    from imagen_video.metrics.evaluate import VideoRun, evaluate_runs, generate_runs, write_report
-    from imagen_video.metrics.videos import load_video_dir
+    from imagen_video.metrics.evaluate import (
+        RunSource,
+        check_reference_given,
+        evaluate_runs,
+        sample_runs,
+        write_report,
+    )
+    from imagen_video.metrics.sharded import can_shard, evaluate_sharded
+    from imagen_video.metrics.videos import list_video_entries, load_video_dir
     from imagen_video.prompts import read_prompt_file
     from imagen_video.world.metric import register_world_metric
 
@@ -96,13 +103,15 @@ def run(args: argparse.Namespace) -> int:
             device=device,
         )
         prompts = [prompt for _, prompt in read_prompt_file(args.prompts)]
-        reference = load_video_dir(args.reference) if args.reference else None
+        if args.reference:
+            list_video_entries(args.reference)  # a missing or empty reference fails before any work
         shard = join_job(device)  # one process, or every rank under torchrun (docs/scale.md)
-        metrics = build_metrics(config) if shard.is_main else []  # fail before any sampling
+        metrics = build_metrics(config)  # fail before any sampling
+        check_reference_given(metrics, args.reference is not None)
         if shard.is_main:
             _check_reference_weights(args, config.metrics)
         if args.model is not None:
-            runs = generate_runs(
+            sources = sample_runs(
                 resolve_model_dir(args.model),
                 prompts,
                 args.seeds or [0],
@@ -112,17 +121,23 @@ def run(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
                 shard=shard,
             )
-        if not shard.is_main:  # sampling is sharded; rank 0 computes the metrics
+        else:
+            sources = [RunSource(Path(d).name, Path(d), {"videos": str(d)}) for d in args.videos]
+        if shard.distributed and can_shard(metrics):  # every rank extracts features, rank 0 computes
+            report = evaluate_sharded(
+                sources, prompts, config, metrics, shard, reference=args.reference, progress=not args.quiet
+            )
+        elif shard.is_main:  # one process, or metrics without a feature step: rank 0 alone
+            runs = [source.load(len(prompts)) for source in sources]
+            reference = load_video_dir(args.reference) if args.reference else None
+            report = evaluate_runs(
+                runs, prompts, config, reference=reference, metrics=metrics, progress=not args.quiet
+            )
+        else:
+            report = None
+        if report is None:  # the other ranks of a torchrun job
             leave_job(shard, wait=False)
             return 0
-        if args.model is None:
-            runs = [
-                VideoRun(Path(d).name, load_video_dir(d, expected=len(prompts)), {"videos": str(d)})
-                for d in args.videos
-            ]
-        report = evaluate_runs(
-            runs, prompts, config, reference=reference, metrics=metrics, progress=not args.quiet
-        )
     except (ValueError, FileNotFoundError, ImportError) as err:
         raise UserError(str(err)) from None
     report.update(

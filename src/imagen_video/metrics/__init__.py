@@ -9,6 +9,8 @@ Heavy optional dependencies (torchmetrics, transformers) are imported only when 
 from __future__ import annotations
 
 from imagen_video.metrics.base import (
+    FeatureMetric,
+    Features,
     Metric,
     MetricResult,
     MetricsConfig,
@@ -44,7 +46,9 @@ register_metric("clip", _build_clip)
 register_metric("rprec", _build_clip)
 
 __all__ = [
+    "FeatureMetric",
     "FeatureNetwork",
+    "Features",
     "Metric",
     "MetricResult",
     "MetricsConfig",

@@ -3,11 +3,14 @@
 A metric maps generated videos (N, C, T, H, W) float in [0, 1], their prompts (one per video) and an
 optional reference video set to a :class:`MetricResult`. Metrics are built by name from a
 :class:`MetricsConfig` through a registry, so in-domain metrics plug in with :func:`register_metric`
-(see ``imagen_video.world.metric``). Paper sec. 3 and Table 1; docs/math.md sec. 13.
+(see ``imagen_video.world.metric``). The built-in metrics are also :class:`FeatureMetric`: a per-video
+feature step and a compute step, so ``imagen-video evaluate`` under torchrun extracts the features on
+every rank and computes once (docs/scale.md). Paper sec. 3 and Table 1; docs/math.md sec. 13.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -79,6 +82,56 @@ class Metric(Protocol):
     ) -> MetricResult:
         """videos (N, C, T, H, W) in [0, 1], one prompt per video; reference (M, C, T', H', W') or None."""
         ...
+
+
+Features = dict[str, torch.Tensor]
+"""Per-video features of one metric: every tensor has one row per video (dim 0), on the CPU."""
+
+
+@runtime_checkable
+class FeatureMetric(Metric, Protocol):
+    """A metric split into a per-video feature step and a compute step, so the features of a video set
+    can be extracted in shards (e.g. by the ranks of a torchrun job) and concatenated in video order.
+    ``compute(videos, prompts, reference)`` equals
+    ``compute_from_features(features(videos, prompts), prompts, features(reference, None, "reference"))``.
+    """
+
+    def features(self, videos: torch.Tensor, prompts: Sequence[str] | None, name: str = "videos") -> Features:
+        """Features of videos (N, C, T, H, W) in [0, 1], one row per video; ``prompts`` (one per video)
+        may be None (e.g. a reference set); ``name`` names the set in error messages."""
+        ...
+
+    def compute_from_features(
+        self, features: Features, prompts: Sequence[str], reference: Features | None
+    ) -> MetricResult:
+        """The metric from the features of all videos (in prompt order) and of the reference set."""
+        ...
+
+
+def video_sizes(videos: torch.Tensor) -> torch.Tensor:
+    """(T, H, W) of every video (N, C, T, H, W) as int64 (N, 3): the shape a compute step reports."""
+    return torch.tensor(videos.shape[2:5], dtype=torch.int64).expand(videos.shape[0], 3).clone()
+
+
+def concat_features(parts: Sequence[Features]) -> Features:
+    """Concatenate the features of consecutive shards of one video set (dim 0, video order)."""
+    return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
+
+
+class ReferenceFeatures:
+    """The features of the last reference set seen, kept while that tensor lives, so the runs of one
+    evaluation extract the reference once."""
+
+    def __init__(self) -> None:
+        self._key: weakref.ref[torch.Tensor] | None = None
+        self._features: Features | None = None
+
+    def get(self, reference: torch.Tensor, extract: Callable[[torch.Tensor], Features]) -> Features:
+        """``extract(reference)``, or the stored result when ``reference`` is the tensor seen last."""
+        if self._key is None or self._key() is not reference or self._features is None:
+            self._features = extract(reference)
+            self._key = weakref.ref(reference)
+        return self._features
 
 
 MetricFactory = Callable[[MetricsConfig], Metric]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from imagen_video.metrics.base import MetricResult, MetricsConfig
+from imagen_video.metrics.base import Features, MetricResult, MetricsConfig, video_sizes
 from imagen_video.metrics.networks import file_sha256
 
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -178,28 +178,36 @@ class ClipMetrics:
         embeds = [self.clip.embed_frames(frames[i : i + step]) for i in range(0, n * t, step)]
         return torch.cat(embeds).reshape(n, t, -1)
 
-    def compute(
-        self, videos: torch.Tensor, prompts: Sequence[str], reference: torch.Tensor | None
-    ) -> MetricResult:
-        """CLIP score / R-Precision of ``videos`` (N, 3, T, H, W) against their prompts (one per video)."""
+    def features(self, videos: torch.Tensor, prompts: Sequence[str] | None, name: str = "videos") -> Features:
+        """``frames``: normalised CLIP image embeddings (N, T, D) of ``videos`` (N, 3, T, H, W) in [0, 1],
+        in batches of ``batch_size`` videos; ``size``: (N, 3) = (T, H, W)."""
         if videos.ndim != 5 or videos.shape[1] != 3:
-            raise ValueError(f"clip: videos must be (N, 3, T, H, W), got {tuple(videos.shape)}")
-        if len(prompts) != videos.shape[0]:
-            raise ValueError(
-                f"clip: {videos.shape[0]} videos but {len(prompts)} prompts; one prompt per video"
-            )
-        distractors, used = [], 0
-        if self.rprecision:  # fail on a one-prompt set before any CLIP work
-            distractors, used = draw_distractors(prompts, self.num_distractors, self.seed)
+            raise ValueError(f"clip: {name} must be (N, 3, T, H, W), got {tuple(videos.shape)}")
+        return {"frames": self.frame_embeddings(videos), "size": video_sizes(videos)}
+
+    def _check_prompts(self, prompts: Sequence[str], videos: int) -> tuple[list[list[str]], int]:
+        """One prompt per video, and the R-Precision distractors (raises on a one-prompt set)."""
+        if len(prompts) != videos:
+            raise ValueError(f"clip: {videos} videos but {len(prompts)} prompts; one prompt per video")
+        if self.rprecision:
+            return draw_distractors(prompts, self.num_distractors, self.seed)
+        return [], 0
+
+    def compute_from_features(
+        self, features: Features, prompts: Sequence[str], reference: Features | None
+    ) -> MetricResult:
+        """CLIP score / R-Precision from the frame embeddings of :meth:`features` and the prompts."""
+        image = features["frames"]  # (N, T, D)
+        distractors, used = self._check_prompts(prompts, image.shape[0])
         unique = list(dict.fromkeys(prompts))
         text = dict(zip(unique, self.clip.embed_text(unique), strict=True))  # prompt -> (D,)
-        image = self.frame_embeddings(videos)  # (N, T, D)
+        t, h, w = features["size"][0].tolist()
         values: dict[str, float] = {}
         details: dict[str, Any] = {
             "clip_model": self.clip.identity,
-            "videos": videos.shape[0],
-            "frames_per_video": videos.shape[2],
-            "resolution": f"{videos.shape[-2]}x{videos.shape[-1]}",
+            "videos": image.shape[0],
+            "frames_per_video": t,
+            "resolution": f"{h}x{w}",
             "truncated_prompts": len(self.clip.truncated(unique)),
         }
         if self.score:
@@ -220,6 +228,15 @@ class ClipMetrics:
                     "other distinct prompts per video; all of them were used"
                 )
         return MetricResult(values, details)
+
+    def compute(
+        self, videos: torch.Tensor, prompts: Sequence[str], reference: torch.Tensor | None
+    ) -> MetricResult:
+        """CLIP score / R-Precision of ``videos`` (N, 3, T, H, W) against their prompts (one per video)."""
+        if videos.ndim != 5 or videos.shape[1] != 3:
+            raise ValueError(f"clip: videos must be (N, 3, T, H, W), got {tuple(videos.shape)}")
+        self._check_prompts(prompts, videos.shape[0])  # fail on a one-prompt set before any CLIP work
+        return self.compute_from_features(self.features(videos, prompts), prompts, None)
 
 
 def build_clip_metrics(config: MetricsConfig) -> ClipMetrics:

@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
-from imagen_video.metrics.base import Metric, MetricsConfig, build_metrics
+from imagen_video.metrics.base import Metric, MetricResult, MetricsConfig, build_metrics
 from imagen_video.metrics.videos import load_video_dir, save_video_npz
 from imagen_video.serialization import atomic_write_json, atomic_write_text
 
@@ -48,19 +48,34 @@ class VideoRun:
     values: dict[str, float] = field(default_factory=dict)  # e.g. sampling time, shown in the table
 
 
+@dataclass
+class RunSource:
+    """One run as a directory of videos (one per prompt, in sorted name order) and how it was made."""
+
+    name: str
+    directory: Path
+    details: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)
+
+    def load(self, expected: int) -> VideoRun:
+        """Read the run's ``expected`` videos into a :class:`VideoRun`."""
+        return VideoRun(
+            self.name, load_video_dir(self.directory, expected=expected), self.details, self.values
+        )
+
+
+RowFn = Callable[[Metric, "int | None"], MetricResult]
+"""``row(metric, k)``: the metric's result on run ``k``, or on the reference set when ``k`` is None."""
+
+
 def _compute_row(
-    metrics: Sequence[Metric],
-    videos: torch.Tensor,
-    prompts: Sequence[str],
-    reference: torch.Tensor | None,
-    bar: Any,
-    label: str,
+    metrics: Sequence[Metric], run: int | None, row: RowFn, bar: Any, label: str
 ) -> tuple[dict[str, float], dict[str, Any]]:
     values: dict[str, float] = {}
     details: dict[str, Any] = {}
     for metric in metrics:
         bar.set_postfix_str(f"{label}: {metric.name}")
-        result = metric.compute(videos, prompts, reference)
+        result = row(metric, run)
         values.update(result.values)
         details[metric.name] = result.details
         bar.update()
@@ -100,29 +115,57 @@ def evaluate_runs(
         if run.videos.shape[0] != len(prompts):
             raise ValueError(f"run {run.name!r} has {run.videos.shape[0]} videos for {len(prompts)} prompts")
     metrics = list(build_metrics(config) if metrics is None else metrics)
+
+    def row(metric: Metric, k: int | None) -> MetricResult:
+        if k is None:
+            return metric.compute(reference, prompts, None)
+        return metric.compute(runs[k].videos, prompts, reference)
+
+    count = None if reference is None else reference.shape[0]
+    return build_report(runs, prompts, config, metrics, count, row, progress=progress)
+
+
+def check_reference_given(metrics: Sequence[Metric], given: bool) -> None:
+    """Raise ValueError naming the metrics that need a reference set (FID, FVD) when none is given."""
     needing = [m.name for m in metrics if m.requires_reference]
-    if needing and reference is None:
+    if needing and not given:
         raise ValueError(f"metric(s) {needing} need a reference video set (--reference DIR)")
+
+
+def build_report(
+    runs: Sequence[VideoRun | RunSource],
+    prompts: Sequence[str],
+    config: MetricsConfig,
+    metrics: Sequence[Metric],
+    reference_count: int | None,
+    row: RowFn,
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """The report dict of :func:`evaluate_runs` from ``row(metric, k)`` for every run ``k`` and, when
+    the reference (``reference_count`` videos; None: no reference) has one video per prompt, the
+    ground-truth row ``row(metric, None)`` of the metrics that need no reference."""
+    check_reference_given(metrics, reference_count is not None)
     notes: list[str] = []
     gt_metrics = [m for m in metrics if not m.requires_reference]
-    if reference is not None and gt_metrics and reference.shape[0] != len(prompts):
+    if reference_count is not None and gt_metrics and reference_count != len(prompts):
         notes.append(
-            f"no ground-truth row: the reference has {reference.shape[0]} videos for {len(prompts)} prompts"
+            f"no ground-truth row: the reference has {reference_count} videos for {len(prompts)} prompts"
         )
         gt_metrics = []
-    if reference is None:
+    if reference_count is None:
         gt_metrics = []
     total = len(runs) * len(metrics) + len(gt_metrics)
     rows = []
     with tqdm(total=total, desc="evaluate", file=sys.stderr, disable=not progress) as bar:
-        for run in runs:
-            values, details = _compute_row(metrics, run.videos, prompts, reference, bar, run.name)
+        for k, run in enumerate(runs):
+            values, details = _compute_row(metrics, k, row, bar, run.name)
             rows.append(
                 {"name": run.name, "values": {**run.values, **values}, "details": {**run.details, **details}}
             )
         ground_truth = None
         if gt_metrics:
-            values, details = _compute_row(gt_metrics, reference, prompts, None, bar, "ground truth")
+            values, details = _compute_row(gt_metrics, None, row, bar, "ground truth")
             ground_truth = {"name": "ground truth", "values": values, "details": details}
     return {
         "num_prompts": len(prompts),
@@ -182,6 +225,33 @@ def generate_runs(
     progress: bool = True,
     shard: Shard | None = None,
 ) -> list[VideoRun]:
+    """:func:`sample_runs`, then rank 0 reads every run's videos (the other ranks get an empty list)."""
+    sources = sample_runs(
+        model_dir,
+        prompts,
+        seeds,
+        cache_dir,
+        batch_size=batch_size,
+        device=device,
+        progress=progress,
+        shard=shard,
+    )
+    if shard is not None and not shard.is_main:
+        return []
+    return [source.load(len(prompts)) for source in sources]
+
+
+def sample_runs(
+    model_dir: str | os.PathLike[str],
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    cache_dir: str | os.PathLike[str],
+    *,
+    batch_size: int = 8,
+    device: str = "cpu",
+    progress: bool = True,
+    shard: Shard | None = None,
+) -> list[RunSource]:
     """Sample one video per prompt and seed with the cascade in ``model_dir``, cached for resumption.
 
     Videos are stored as ``cache_dir/seed-<s>/<index>.npz`` (uint8, see :func:`save_video_npz`); a
@@ -189,8 +259,8 @@ def generate_runs(
     ``torch.Generator(device).manual_seed(s * 1_000_003 + i)``, so a resumed run samples what the
     uninterrupted run would have. ``sampling_seconds`` is reported when no batch came from the cache.
     Under torchrun (``shard``, see :mod:`imagen_video.cascade.sharded`) the ranks claim the batches
-    from the job's store, ``sampling_seconds`` sums the ranks' seconds, and only rank 0 gets the runs
-    (the other ranks get an empty list once every batch is written).
+    from the job's store and ``sampling_seconds`` sums the ranks' seconds; every rank gets the runs'
+    directories once every batch is written.
     """
     from imagen_video.cascade import Cascade
     from imagen_video.cascade.sharded import JobProgress, Shard, from_main, sum_over_ranks
@@ -224,12 +294,10 @@ def generate_runs(
         bar.finished_batch(len(paths))
     bar.wait_for_all()
     seconds = sum_over_ranks([elapsed[seed] for seed in seeds], shard)
-    if not shard.is_main:
-        return []
     return [
-        VideoRun(
+        RunSource(
             f"seed {seed}",
-            load_video_dir(Path(cache_dir) / f"seed-{seed}", expected=len(prompts)),
+            Path(cache_dir) / f"seed-{seed}",
             {"seed": seed, "batch_size": batch_size},
             {} if seed in cached else {"sampling_seconds": spent},
         )

@@ -19,13 +19,12 @@ loaded: they need torchvision's Inception; export such a network with ``torch.ji
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 
-from imagen_video.metrics.base import MetricResult, MetricsConfig
+from imagen_video.metrics.base import Features, MetricResult, MetricsConfig, ReferenceFeatures, video_sizes
 from imagen_video.metrics.networks import FeatureNetwork, load_feature_network, resize_bilinear_tf1
 
 INCEPTION_SIZE = 299
@@ -68,6 +67,24 @@ def _frames(videos: torch.Tensor) -> torch.Tensor:
     return videos.transpose(1, 2).reshape(-1, videos.shape[1], *videos.shape[-2:])
 
 
+class _PrecomputedFeatures(nn.Module):
+    """Identity "network" for torchmetrics: frame features (N, D) extracted earlier pass through."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features  # read by torchmetrics (no dummy forward of its own)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, D) -> (N, D) unchanged."""
+        return features
+
+
+def _shape_text(features: Features) -> str:
+    n = features["frames"].shape[0]
+    t, h, w = features["size"][0].tolist() if n else (0, 0, 0)
+    return f"({n}, 3, {t}, {h}, {w})"
+
+
 class FrameFID:
     """Frame FID (sec. 3): generated frames vs reference frames, through torchmetrics."""
 
@@ -83,50 +100,76 @@ class FrameFID:
             raise ImportError("fid needs torchmetrics: pip install 'imagen-video[metrics]'") from err
         self.metric_class = FrechetInceptionDistance
         self.network, self.batch_size, self.device = network, batch_size, torch.device(device)
-        self.features = InceptionFrameFeatures(network)
-        self.fid: nn.Module | None = None  # built when the first reference set arrives
-        self._reference: weakref.ref[torch.Tensor] | None = None
+        self.frame_features = InceptionFrameFeatures(network)
+        self._reference = ReferenceFeatures()
 
-    def _new_metric(self) -> nn.Module:
-        # normalize=True: torchmetrics hands our [0, 1] float frames to the adapter unchanged.
-        metric = self.metric_class(feature=self.features, reset_real_features=False, normalize=True)
-        return metric.to(self.device)
-
-    def _update(self, videos: torch.Tensor, real: bool) -> int:
+    @torch.no_grad()
+    def features(self, videos: torch.Tensor, prompts: Sequence[str] | None, name: str = "videos") -> Features:
+        """Inception features ``frames`` (N, T, D) float32 of every frame of ``videos`` (N, 3, T, H, W)
+        in [0, 1], in batches of ``batch_size`` videos, and ``size`` (N, 3) = (T, H, W)."""
+        if videos.ndim != 5 or videos.shape[1] != 3:
+            raise ValueError(
+                f"fid: {name} must be (N, 3, T, H, W) with N*T >= 2 frames, got {tuple(videos.shape)}"
+            )
         frames = _frames(videos)  # (N * T, C, H, W)
         step = self.batch_size * videos.shape[2]
-        for start in range(0, frames.shape[0], step):
-            self.fid.update(frames[start : start + step].to(self.device), real=real)
-        return frames.shape[0]
+        out = [
+            self.frame_features(frames[start : start + step].to(self.device)).cpu()
+            for start in range(0, frames.shape[0], step)
+        ]
+        feats = torch.cat(out) if out else torch.zeros(0, self.frame_features.num_features)
+        return {"frames": feats.reshape(videos.shape[0], videos.shape[2], -1), "size": video_sizes(videos)}
+
+    def _update(self, metric: nn.Module, features: Features, real: bool) -> int:
+        frames = features["frames"]  # (N, T, D)
+        flat = frames.reshape(-1, frames.shape[-1])  # (N * T, D), the order of the frames
+        step = self.batch_size * frames.shape[1]
+        for start in range(0, flat.shape[0], step):
+            metric.update(flat[start : start + step].to(self.device), real=real)
+        return flat.shape[0]
+
+    def compute_from_features(
+        self, features: Features, prompts: Sequence[str], reference: Features | None
+    ) -> MetricResult:
+        """FID between the frame features of the videos and of the reference (see :meth:`features`)."""
+        if reference is None:
+            raise ValueError("fid needs a reference video set (--reference DIR)")
+        for name, feats in (("videos", features), ("reference", reference)):
+            if feats["frames"].shape[0] * feats["frames"].shape[1] < 2:
+                raise ValueError(
+                    f"fid: {name} must be (N, 3, T, H, W) with N*T >= 2 frames, got {_shape_text(feats)}"
+                )
+        # normalize=True: torchmetrics hands the features to the identity module unchanged; the ranks
+        # of a job gather their features themselves, so torchmetrics must not sync its states.
+        metric = self.metric_class(
+            feature=_PrecomputedFeatures(self.frame_features.num_features),
+            normalize=True,
+            sync_on_compute=False,
+        ).to(self.device)
+        reference_frames = self._update(metric, reference, real=True)
+        generated = self._update(metric, features, real=False)
+        value = float(metric.compute())
+        size, ref_size = features["size"][0].tolist(), reference["size"][0].tolist()
+        details = {
+            "network": self.network.describe(),
+            "feature_dim": self.frame_features.num_features,
+            "input": f"{INCEPTION_SIZE}x{INCEPTION_SIZE}",
+            "generated_frames": generated,
+            "reference_frames": reference_frames,
+            "generated_resolution": f"{size[1]}x{size[2]}",
+            "reference_resolution": f"{ref_size[1]}x{ref_size[2]}",
+        }
+        return MetricResult({"fid": value}, details)
 
     def compute(
         self, videos: torch.Tensor, prompts: Sequence[str], reference: torch.Tensor | None
     ) -> MetricResult:
-        """FID between all frames of ``videos`` and of ``reference`` (each (N, C, T, H, W) in [0, 1])."""
+        """FID between all frames of ``videos`` and of ``reference`` (each (N, C, T, H, W) in [0, 1]);
+        the reference features are kept across calls with the same reference tensor."""
         if reference is None:
             raise ValueError("fid needs a reference video set (--reference DIR)")
-        for name, v in (("videos", videos), ("reference", reference)):
-            if v.ndim != 5 or v.shape[1] != 3 or v.shape[0] * v.shape[2] < 2:
-                raise ValueError(
-                    f"fid: {name} must be (N, 3, T, H, W) with N*T >= 2 frames, got {tuple(v.shape)}"
-                )
-        if self._reference is None or self._reference() is not reference:  # reference stats kept across runs
-            self.fid = self._new_metric()
-            self._update(reference, real=True)
-            self._reference = weakref.ref(reference)
-        self.fid.reset()
-        generated = self._update(videos, real=False)
-        value = float(self.fid.compute())
-        details = {
-            "network": self.network.describe(),
-            "feature_dim": self.features.num_features,
-            "input": f"{INCEPTION_SIZE}x{INCEPTION_SIZE}",
-            "generated_frames": generated,
-            "reference_frames": reference.shape[0] * reference.shape[2],
-            "generated_resolution": f"{videos.shape[-2]}x{videos.shape[-1]}",
-            "reference_resolution": f"{reference.shape[-2]}x{reference.shape[-1]}",
-        }
-        return MetricResult({"fid": value}, details)
+        ref = self._reference.get(reference, lambda r: self.features(r, None, "reference"))
+        return self.compute_from_features(self.features(videos, prompts), prompts, ref)
 
 
 def build_fid(config: MetricsConfig) -> FrameFID:

@@ -17,13 +17,12 @@ The distance is computed in float64 by :func:`~imagen_video.metrics.frechet.frec
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from imagen_video.metrics.base import MetricResult, MetricsConfig
+from imagen_video.metrics.base import Features, MetricResult, MetricsConfig, ReferenceFeatures, video_sizes
 from imagen_video.metrics.frechet import feature_stats, frechet_distance_from_stats
 from imagen_video.metrics.i3d import I3D_FEATURE_LAYERS, InceptionI3d
 from imagen_video.metrics.networks import FeatureNetwork, load_feature_network, resize_bilinear_tf1
@@ -63,7 +62,7 @@ class FVD:
         self.network, self.layer, self.num_frames = network, layer, num_frames
         self.batch_size, self.device = batch_size, torch.device(device)
         self.min_frames = int(getattr(network.module, "min_frames", InceptionI3d.min_frames))
-        self._reference: tuple[weakref.ref[torch.Tensor], np.ndarray] | None = None
+        self._reference = ReferenceFeatures()
 
     def _clip_frames(self, videos: torch.Tensor, name: str) -> torch.Tensor:
         if videos.ndim != 5 or videos.shape[1] != 3:
@@ -77,13 +76,11 @@ class FVD:
                 f"fvd: the I3D needs at least {self.min_frames} frames per clip, "
                 f"but the {name} clips have {used}"
             )
-        if videos.shape[0] < 2:
-            raise ValueError(f"fvd: {name} needs at least 2 videos for a covariance, got {videos.shape[0]}")
         return videos[:, :, :used]
 
     @torch.no_grad()
-    def features(self, videos: torch.Tensor, name: str = "videos") -> np.ndarray:
-        """I3D features (N, D) float64 of clips (N, 3, T, H, W) in [0, 1]."""
+    def clip_features(self, videos: torch.Tensor, name: str = "videos") -> np.ndarray:
+        """I3D features (N, D) float64 of clips (N, 3, T, H, W) in [0, 1], in batches of ``batch_size``."""
         videos = self._clip_frames(videos, name)
         extra = {"layer": self.layer} if self.network.format == "state_dict" else {}
         out = []
@@ -91,21 +88,28 @@ class FVD:
             clips = preprocess_clips(videos[start : start + self.batch_size].to(self.device))
             feats = self.network(clips, **extra)
             out.append(feats.reshape(clips.shape[0], -1).double().cpu().numpy())
-        return np.concatenate(out)
+        return np.concatenate(out) if out else np.zeros((0, 0))
 
-    def compute(
-        self, videos: torch.Tensor, prompts: Sequence[str], reference: torch.Tensor | None
+    def features(self, videos: torch.Tensor, prompts: Sequence[str] | None, name: str = "videos") -> Features:
+        """``i3d``: the I3D features (N, D) float64 of :meth:`clip_features`; ``size``: (N, 3) = (T, H, W)."""
+        return {"i3d": torch.from_numpy(self.clip_features(videos, name)), "size": video_sizes(videos)}
+
+    def compute_from_features(
+        self, features: Features, prompts: Sequence[str], reference: Features | None
     ) -> MetricResult:
-        """FVD between ``videos`` and ``reference`` (each (N, 3, T, H, W) in [0, 1]), float64."""
+        """FVD from the I3D features of the videos and of the reference (see :meth:`features`), float64."""
         if reference is None:
             raise ValueError("fvd needs a reference video set (--reference DIR)")
-        if self._reference is None or self._reference[0]() is not reference:  # reference stats kept
-            self._reference = (weakref.ref(reference), self.features(reference, "reference"))
-        ref_feats = self._reference[1]
-        gen_feats = self.features(videos)
+        for name, feats in (("videos", features), ("reference", reference)):
+            if feats["i3d"].shape[0] < 2:
+                raise ValueError(
+                    f"fvd: {name} needs at least 2 videos for a covariance, got {feats['i3d'].shape[0]}"
+                )
+        gen_feats, ref_feats = features["i3d"].numpy(), reference["i3d"].numpy()
         value = frechet_distance_from_stats(*feature_stats(gen_feats), *feature_stats(ref_feats))
-        frames = videos.shape[2] if self.num_frames is None else self.num_frames
-        ref_frames = reference.shape[2] if self.num_frames is None else self.num_frames
+        (t, h, w), (ref_t, ref_h, ref_w) = features["size"][0].tolist(), reference["size"][0].tolist()
+        frames = t if self.num_frames is None else self.num_frames
+        ref_frames = ref_t if self.num_frames is None else self.num_frames
         details = {
             "network": self.network.describe(),
             "feature_layer": self.layer if self.network.format == "state_dict" else "module output",
@@ -115,10 +119,20 @@ class FVD:
             "input": f"{frames}x{I3D_SIZE}x{I3D_SIZE}",
             "generated_videos": int(gen_feats.shape[0]),
             "reference_videos": int(ref_feats.shape[0]),
-            "generated_resolution": f"{videos.shape[-2]}x{videos.shape[-1]}",
-            "reference_resolution": f"{reference.shape[-2]}x{reference.shape[-1]}",
+            "generated_resolution": f"{h}x{w}",
+            "reference_resolution": f"{ref_h}x{ref_w}",
         }
         return MetricResult({"fvd": value}, details)
+
+    def compute(
+        self, videos: torch.Tensor, prompts: Sequence[str], reference: torch.Tensor | None
+    ) -> MetricResult:
+        """FVD between ``videos`` and ``reference`` (each (N, 3, T, H, W) in [0, 1]), float64; the
+        reference features are kept across calls with the same reference tensor."""
+        if reference is None:
+            raise ValueError("fvd needs a reference video set (--reference DIR)")
+        ref = self._reference.get(reference, lambda r: self.features(r, None, "reference"))
+        return self.compute_from_features(self.features(videos, prompts), prompts, ref)
 
 
 def build_fvd(config: MetricsConfig) -> FVD:
