@@ -88,6 +88,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--device", default=None, help="torch device (default: cuda:<local rank> if available)"
     )
     parser.add_argument("--fsdp", action="store_true", help="shard parameters with FSDP (under torchrun)")
+    parser.add_argument(
+        "--checkpointing",
+        action="store_true",
+        help="recompute each block in the backward pass (activation checkpointing: less memory, "
+        "more compute)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument(
         "--weights-digest",
@@ -117,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
         train_cfg = load_train_config(args.config, **overrides)
         if args.fsdp:
             train_cfg = train_cfg.replace(fsdp=True)
+        if args.checkpointing:
+            train_cfg = train_cfg.replace(activation_checkpointing=True)
     except KeyError as err:
         raise UserError(err.args[0]) from None
     except (ValueError, FileNotFoundError) as err:

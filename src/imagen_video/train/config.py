@@ -77,6 +77,10 @@ class TrainConfig(JsonConfig):
     keeps the dataset's own image/video mix. Ignored for stages that do not use images."""
     fsdp: bool = False
     """Shard parameters with FSDP instead of replicating them with DistributedDataParallel."""
+    activation_checkpointing: bool = False
+    """Recompute each space-time block's forward in the backward pass (the U-Net's
+    ``gradient_checkpointing``): activation memory of about one block's input per block instead of all
+    its intermediates, for about a third more compute (docs/performance.md, "Paper scale")."""
     skip_uncaptioned: bool = False
     """In a captioned media folder, leave media without a ``.txt`` caption out (counted) instead of
     stopping with an error."""

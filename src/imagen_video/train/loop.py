@@ -156,6 +156,8 @@ class _Trainer:
             model.load_state_dict(init)
         model = model.to(ctx.device)
         self.ema = EMA(model, cfg.ema_decay, warmup=cfg.ema_warmup)
+        if cfg.activation_checkpointing:  # the training module only: the EMA copy is saved as the stage
+            model.config = model.config.replace(gradient_checkpointing=True)
         self.model = dist_utils.wrap_model(model, ctx, fsdp=cfg.fsdp)
         self.sharded = cfg.fsdp and ctx.distributed
         if self.sharded:
