@@ -273,8 +273,12 @@ class _Trainer:
             self.last_checkpoint = ckpt.write_checkpoint(
                 self.out / "checkpoints", self.step, groups, state, keep=self.cfg.keep_checkpoints
             )
-            save_stage(self.out / "stage", self.stage, self._plain_ema(ema_state))
+            self.write_weights(ema_state)
         dist_utils.barrier(self.ctx)
+
+    def write_weights(self, ema_state: dict[str, torch.Tensor]) -> None:
+        """Refresh ``out_dir/stage`` with the EMA weights (rank 0, after each checkpoint)."""
+        save_stage(self.out / "stage", self.stage, self._plain_ema(ema_state))
 
     def _plain_ema(self, ema_state: dict[str, torch.Tensor]) -> torch.nn.Module:
         """The EMA weights as an unsharded module (the EMA module itself unless FSDP shards it)."""
