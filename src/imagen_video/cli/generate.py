@@ -12,7 +12,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -90,6 +90,13 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         help="take the prompts' embeddings from a cache built by `imagen-video encode-text` with the "
         "cascade's encoder, instead of loading the encoder (every prompt must be in it)",
     )
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="DIR[:SCALE]",
+        help="merge a LoRA adapter (`imagen-video finetune`) into its stages, scaled (default 1); repeatable",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
     parser.add_argument(
         "--offload", action="store_true", help="keep only the running stage on the device (bounds GPU memory)"
@@ -154,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     model_dir, _, _, overrides = load_plan(args)
     texts = [prompt for _, prompt in prompts]
-    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, model_dir, texts))
+    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, model_dir, texts), args.lora)
     seed = resolve_seed(args.seed)
     generator = torch.Generator().manual_seed(seed)
     batches = math.ceil(len(prompts) / args.batch_size)
@@ -226,14 +233,22 @@ def load_plan(
     return model_dir, config, stages, overrides
 
 
-def load_cascade(model_dir: Path, device: str, text_encoder: TextEncoder | None = None) -> Cascade:
-    """``Cascade.from_pretrained``, with load errors (naming the stage) as one-line user errors."""
+def load_cascade(
+    model_dir: Path, device: str, text_encoder: TextEncoder | None = None, lora: Sequence[str] = ()
+) -> Cascade:
+    """``Cascade.from_pretrained``, with load errors (naming the stage) as one-line user errors;
+    ``lora``: ``--lora DIR[:SCALE]`` adapters merged into their stages (docs/finetuning.md)."""
     from imagen_video.cascade.directory import CascadeLoadError
     from imagen_video.cascade.runner import Cascade
+    from imagen_video.finetune.adapter import AdapterError
+    from imagen_video.finetune.lora_option import load_with_adapters
+
+    def load() -> Cascade:
+        return Cascade.from_pretrained(model_dir, device=device, text_encoder=text_encoder)
 
     try:
-        return Cascade.from_pretrained(model_dir, device=device, text_encoder=text_encoder)
-    except CascadeLoadError as err:
+        return load_with_adapters(load, model_dir, lora)
+    except (CascadeLoadError, AdapterError) as err:
         raise UserError(str(err)) from None
 
 

@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise UserError(str(err)) from None
     texts = [args.prompt] if args.prompt is not None else []
-    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, model_dir, texts))
+    cascade = load_cascade(model_dir, args.device, text_cache_encoder(args, model_dir, texts), args.lora)
     seed = resolve_seed(args.seed)
     try:
         with warnings_as_lines("upsample"):

@@ -207,12 +207,14 @@ def finetune(
     resume: bool = False,
     device: str | None = None,
     progress: bool = True,
+    text_cache: str | Path | None = None,
 ) -> list[TrainResult]:
     """Train one LoRA adapter over ``stages`` of the cascade directory ``model_dir`` on ``data``.
 
     Each stage trains in turn, with ``train``'s loop, into ``out_dir/runs/<stage>``; ``out_dir`` is
     the adapter folder (``generate --lora out_dir``). ``resume`` continues every stage from its newest
-    checkpoint (a finished stage is skipped). Raises ``DatasetError`` / ``TrainSetupError`` /
+    checkpoint (a finished stage is skipped). ``text_cache``: an embedding cache directory to share
+    (default: one per stage run). Raises ``DatasetError`` / ``TrainSetupError`` /
     ``StageLoadError`` / ``CascadeLoadError`` for unusable input, before training starts.
     """
     from imagen_video.cascade.directory import read_cascade_json, resolve_stage_config
@@ -236,7 +238,7 @@ def finetune(
         stages=(),
         base_sha256=(),
     )
-    text = {"encoder": cascade.text_encoder, "max_length": cascade.text_max_length, "cache_dir": None}
+    text = {"encoder": cascade.text_encoder, "max_length": cascade.text_max_length, "cache_dir": text_cache}
     results = []
     for stage in configs:
         run_dir = out / "runs" / stage.name
