@@ -68,7 +68,7 @@ class LoraSpec(JsonConfig):
     """Share of the mixed dataset's records drawn from ``replay`` (in [0, 1))."""
 
     def __post_init__(self) -> None:
-        AdapterConfig(
+        AdapterConfig(  # rank, alpha and target checked by the adapter config's own rules
             rank=self.rank,
             alpha=self.lora_alpha,
             target=self.target,
