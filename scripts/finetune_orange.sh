@@ -67,7 +67,7 @@ JSON
             resume=()
             [ -d "$RUNS/full/checkpoints" ] && resume=(--resume)
             start=$SECONDS
-            $IV train --cascade demo --stage base --init-from "$DEMO/base" --data "$RUNS/adapter/data" \
+            $IV train --cascade "$DEMO" --stage base --init-from "$DEMO/base" --data "$RUNS/adapter/data" \
                 --out "$RUNS/full" --config "$RUNS/full.json" --no-progress "${resume[@]}"
             echo "full fine-tune wall time: $((SECONDS - start)) s"
             $IV cascade assemble "$RUNS/full_cascade" "$RUNS/full/stage" "$DEMO/tsr1" "$DEMO/ssr1" \
