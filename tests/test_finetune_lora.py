@@ -283,3 +283,22 @@ def test_merge_lora_writes_a_plain_cascade_equal_to_the_merged_one(tuned, tmp_pa
         ["cascade", "merge-lora", str(tuned["model"]), str(tuned["adapter"]), "--out", str(tuned["model"])]
     )
     assert code == 2 and "is the base cascade" in capsys.readouterr().err
+
+
+def test_shipped_demo_orange_adapter_fits_the_shipped_demo_cascade() -> None:
+    from imagen_video.cascade.cli_support import shipped_cascade_dir
+    from imagen_video.finetune.adapter import check_base
+
+    folder, scale = parse_lora_option("demo-orange:0.5")
+    assert scale == 0.5 and folder.name == "demo_orange"
+    config, weights = load_adapter(folder)
+    assert (config.base_cascade, config.stages, config.rank, config.target) == (
+        "demo",
+        ("base",),
+        8,
+        "attention+conv",
+    )
+    check_base(config, shipped_cascade_dir("demo"), "demo-orange")  # raises on other weights
+    with pytest.raises(AdapterError, match="was trained on cascade 'demo', but stage 'base'"):
+        check_base(config, shipped_cascade_dir("demo-distilled"), "demo-orange")
+    assert sum(t.numel() for t in weights["base"].values()) == 200_432  # 10% of the stage's 2,013,411
