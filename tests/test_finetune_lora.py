@@ -294,11 +294,12 @@ def test_shipped_demo_orange_adapter_fits_the_shipped_demo_cascade() -> None:
     config, weights = load_adapter(folder)
     assert (config.base_cascade, config.stages, config.rank, config.target) == (
         "demo",
-        ("base",),
+        ("base", "ssr1", "ssr2"),
         8,
         "attention+conv",
     )
     check_base(config, shipped_cascade_dir("demo"), "demo-orange")  # raises on other weights
     with pytest.raises(AdapterError, match="was trained on cascade 'demo', but stage 'base'"):
         check_base(config, shipped_cascade_dir("demo-distilled"), "demo-orange")
-    assert sum(t.numel() for t in weights["base"].values()) == 200_432  # 10% of the stage's 2,013,411
+    sizes = {stage: sum(t.numel() for t in w.values()) for stage, w in weights.items()}
+    assert sizes == {"base": 200_432, "ssr1": 160_968, "ssr2": 74_696}  # 10%, 10%, 15% of the stages
