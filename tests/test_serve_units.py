@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 pytest.importorskip("pydantic")
 
@@ -88,3 +89,25 @@ def test_serve_refuses_a_busy_store(tmp_path: Path, capsys: pytest.CaptureFixtur
     with JobStore(tmp_path).server_lock():
         assert main(["serve", "--model", str(tmp_path / "none"), "--store", str(tmp_path)]) == 2
     assert f"another server is using the store {tmp_path}" in capsys.readouterr().err
+
+
+def test_serve_merges_lora_adapters_into_the_first_model_and_refuses_a_foreign_base() -> None:
+    """`serve --lora`: the shipped demo-orange adapter changes the demo's base stage weights at load;
+    on another cascade's weights it is refused with the adapter's one-line error."""
+    pytest.importorskip("peft")
+    from imagen_video.serve.app import load_cascades
+
+    plain = load_cascades(["demo"], device="cpu")["demo"]
+    tuned = load_cascades(["demo"], device="cpu", lora=["demo-orange"])["demo"]
+    changed = [
+        name
+        for name, tensor in tuned.models["base"].state_dict().items()
+        if not torch.equal(tensor, plain.models["base"].state_dict()[name])
+    ]
+    assert changed  # merged into the plain network's weights
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(tuned.models["tsr1"].parameters(), plain.models["tsr1"].parameters(), strict=True)
+    )  # tsr1 has no adapter
+    with pytest.raises(ValueError, match="was trained on cascade 'demo'"):
+        load_cascades(["demo-distilled"], device="cpu", lora=["demo-orange"])

@@ -112,7 +112,7 @@ def _plan(args: argparse.Namespace, shard: Shard, lines: list[PromptLine], out: 
 
     model_dir, cascade_json, _, overrides = load_plan(args)
     _check_fits(args, model_dir, cascade_json.config, overrides, len(lines))
-    settings = _settings(model_dir, cascade_json.config, overrides, fmt, args.scale)
+    settings = _settings(model_dir, cascade_json.config, overrides, fmt, args.scale, args.lora)
     seed = sharded.from_main(_run_seed(args.seed, out) if shard.is_main else 0, shard)
     try:
         planned = jobs.plan_videos(
@@ -154,9 +154,10 @@ def default_name(line: PromptLine) -> str:
 
 
 def _settings(
-    model_dir: Path, config: Any, overrides: dict[str, Any], fmt: str, scale: int
+    model_dir: Path, config: Any, overrides: dict[str, Any], fmt: str, scale: int, lora: list[str]
 ) -> dict[str, Any]:
-    """What a video's bytes depend on besides its seed and prompt: cascade, per-stage sampling, format."""
+    """What a video's bytes depend on besides its seed and prompt: cascade, LoRA adapters, per-stage
+    sampling, format."""
     stages = {}
     for stage in config.stages:
         stage = overrides[stage.name].apply(stage) if stage.name in overrides else stage
@@ -168,6 +169,8 @@ def _settings(
             "sample_tile": stage.sample_tile,
         }
     settings = {"model": str(model_dir.resolve()), "format": fmt, "scale": scale, "stages": stages}
+    if lora:
+        settings["lora"] = list(lora)
     return json.loads(json.dumps(settings))  # as read back from the manifest (tuples become lists)
 
 
@@ -231,7 +234,14 @@ def _load(args: argparse.Namespace, shard: Shard, plan: JobPlan) -> Cascade:
 
     texts = list(dict.fromkeys(job.prompt for job in plan.planned))
     encoder = text_cache_encoder(args, plan.cascade_json, texts)
-    return load_cascade(plan.model_dir, str(shard.device), encoder, plan.cascade_json)
+    return load_cascade(
+        plan.model_dir,
+        str(shard.device),
+        encoder,
+        plan.cascade_json,
+        verify=not args.no_verify,
+        lora=args.lora,
+    )
 
 
 def _sample(

@@ -124,7 +124,9 @@ def run_conditional(
         torch.set_num_threads(args.threads)
     model_dir, manifest, _, overrides = load_plan(args)
     encoder = text_cache_encoder(args, manifest, [args.prompt])
-    cascade = load_cascade(model_dir, args.device, encoder, manifest, verify=not args.no_verify)
+    cascade = load_cascade(
+        model_dir, args.device, encoder, manifest, verify=not args.no_verify, lora=args.lora
+    )
     seed = resolve_seed(args.seed)
     options = {
         "method": args.method,

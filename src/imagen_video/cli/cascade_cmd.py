@@ -3,7 +3,9 @@
 - ``assemble DIR [STAGE_DIR ...]``: write ``cascade.json`` over trained stage folders (copying the given
   folders, e.g. ``runs/base/stage``, into ``DIR/<stage name>/``); the stage order follows the shapes;
 - ``init DIR --preset NAME``: a randomly initialised cascade from a preset (tests, smoke runs);
-- ``show DIR``: the stages, their shapes, frame rates, parameters and default sampler settings.
+- ``show DIR``: the stages, their shapes, frame rates, parameters and default sampler settings;
+- ``merge-lora CASCADE ADAPTER[:SCALE] --out NEW``: a cascade with LoRA adapters merged into its
+  weights, which loads without peft (docs/finetuning.md).
 """
 
 from __future__ import annotations
@@ -57,6 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     show = actions.add_parser("show", help="describe a cascade directory (or a shipped one: demo)")
     show.add_argument("directory")
+
+    merge = actions.add_parser("merge-lora", help="write a cascade with LoRA adapters merged in")
+    merge.add_argument("directory", help="the base cascade directory (or a shipped name, e.g. demo)")
+    merge.add_argument("adapters", nargs="+", metavar="ADAPTER[:SCALE]", help="adapter folders")
+    merge.add_argument("--out", required=True, help="the new cascade directory")
     parser.set_defaults(func=run)
 
 
@@ -65,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from imagen_video.cascade.directory import CascadeLoadError
     from imagen_video.cascade.stage_io import StageLoadError
 
-    action = {"assemble": _assemble, "init": _init, "show": _show}[args.action]
+    action = {"assemble": _assemble, "init": _init, "show": _show, "merge-lora": _merge_lora}[args.action]
     try:
         return action(args)
     except KeyError as err:
@@ -173,4 +180,12 @@ def _show(args: argparse.Namespace) -> int:
             f"  {stage.name:<8} {stage.kind:<4} {shape}  {stage.sampler.name} {stage.sampler.steps} steps, "
             f"guidance {weight}, threshold {stage.threshold.mode}{aug}"
         )
+    return 0
+
+
+def _merge_lora(args: argparse.Namespace) -> int:
+    from imagen_video.finetune.lora_option import merge_into_cascade
+
+    written = merge_into_cascade(args.directory, args.adapters, args.out)
+    print(f"wrote {written}: {args.directory} with {', '.join(args.adapters)} merged")
     return 0

@@ -66,6 +66,12 @@ def _register_synth(actions: argparse._SubParsersAction) -> None:
         default="two,text",
         help="comma-separated tier-2 kinds to draw from: two, text (default two,text)",
     )
+    parser.add_argument(
+        "--colors",
+        default="",
+        help="comma-separated colors of the tier-1 clips and images, e.g. orange (a color outside the "
+        "shipped training data, for fine-tuning); default: the six tier-1 colors",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace a previous dataset in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -94,6 +100,7 @@ def run_synth(args: argparse.Namespace) -> int:
             holdout=tuple(c.as_text() for c in holdout),
             tier2_fraction=args.tier2_fraction,
             tier2_scenes=tuple(k.strip() for k in args.tier2_scenes.split(",") if k.strip()),
+            colors=tuple(c.strip() for c in args.colors.split(",") if c.strip()),
         )
         manifest = synthesize(args.out, config, overwrite=args.overwrite, progress=not args.quiet)
     except (ValueError, FileNotFoundError, FileExistsError) as err:

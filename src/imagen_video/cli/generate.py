@@ -12,7 +12,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -95,6 +95,13 @@ def add_sampling_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="take the prompts' embeddings from a cache built by `imagen-video encode-text` with the "
         "cascade's encoder, instead of loading the encoder (every prompt must be in it)",
+    )
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="DIR[:SCALE]",
+        help="merge a LoRA adapter (`imagen-video finetune`) into its stages, scaled (default 1); repeatable",
     )
     parser.add_argument(
         "--device",
@@ -208,7 +215,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     texts = [prompt for _, prompt in prompts]
     encoder = text_cache_encoder(args, manifest, texts)
-    cascade = load_cascade(model_dir, args.device, encoder, manifest, verify=not args.no_verify)
+    cascade = load_cascade(
+        model_dir, args.device, encoder, manifest, verify=not args.no_verify, lora=args.lora
+    )
     seed = resolve_seed(args.seed)
     batches = math.ceil(len(prompts) / args.batch_size)
     for first in range(0, len(prompts), args.batch_size):
@@ -304,17 +313,24 @@ def load_cascade(
     manifest: CascadeManifest | None = None,
     *,
     verify: bool = True,
+    lora: Sequence[str] = (),
 ) -> Cascade:
     """``Cascade.from_pretrained`` (given the ``cascade.json`` :func:`load_plan` read), with load
-    errors (naming the stage) as one-line user errors; ``verify=False`` skips the weights' sha256."""
+    errors (naming the stage) as one-line user errors; ``verify=False`` skips the weights' sha256;
+    ``lora``: ``--lora DIR[:SCALE]`` adapters merged into their stages (docs/finetuning.md)."""
     from imagen_video.cascade.directory import CascadeLoadError
     from imagen_video.cascade.runner import Cascade
+    from imagen_video.finetune.adapter import AdapterError
+    from imagen_video.finetune.lora_option import load_with_adapters
 
-    try:
+    def load() -> Cascade:
         return Cascade.from_pretrained(
             model_dir, device=device, text_encoder=text_encoder, manifest=manifest, verify=verify
         )
-    except CascadeLoadError as err:
+
+    try:
+        return load_with_adapters(load, model_dir, lora)
+    except (CascadeLoadError, AdapterError) as err:
         raise UserError(str(err)) from None
 
 

@@ -35,6 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="cascade to serve: demo, demo-distilled or a cascade directory; repeat to serve several "
         "(the first is the default; default: demo)",
     )
+    parser.add_argument(
+        "--lora",
+        action="append",
+        default=[],
+        metavar="DIR[:SCALE]",
+        help="merge a LoRA adapter into the first --model at load time (docs/finetuning.md); repeatable",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     parser.add_argument("--max-batch", type=int, default=8, metavar="N", help="videos per batch (default 8)")
@@ -140,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         store = JobStore(store_dir)
         if not _store_free(store):
             raise ValueError(f"another server is using the store {store_dir}; stop it or use another --store")
-        cascades = load_cascades(args.model or ["demo"], device=args.device)
+        cascades = load_cascades(args.model or ["demo"], device=args.device, lora=args.lora)
     except (CascadeLoadError, ValueError, OSError) as err:
         raise UserError(str(err).strip("'\"")) from None
     app = build_app(

@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(str(err)) from None
     texts = [prompt] if prompt is not None else []
     encoder = text_cache_encoder(args, manifest, texts)
-    cascade = load_cascade(model_dir, args.device, encoder, manifest, verify=not args.no_verify)
+    cascade = load_cascade(
+        model_dir, args.device, encoder, manifest, verify=not args.no_verify, lora=args.lora
+    )
     seed = resolve_seed(args.seed)
     try:
         with warnings_as_lines("upsample"):

@@ -30,7 +30,7 @@ def _tokens(x: Tensor) -> Tensor:
     return x.permute(0, 2, 3, 1).flatten(1, 2)
 
 
-def _add_projection(x: Tensor, o: Tensor, proj: nn.Linear) -> Tensor:
+def _add_projection(x: Tensor, o: Tensor, proj: nn.Module) -> Tensor:
     """x + o @ W^T as one GEMM that accumulates into the residual (torch.addmm): no separate add pass.
 
     x: (N, C, H, W) residual stream; o: (N*H*W, C) attention output; proj: Linear(C, C). A projection
@@ -38,6 +38,8 @@ def _add_projection(x: Tensor, o: Tensor, proj: nn.Linear) -> Tensor:
     """
     n, c, h, w = x.shape
     residual = x.permute(0, 2, 3, 1).reshape(n * h * w, c)  # a view for channels-last memory
+    if not isinstance(proj, nn.Linear):  # a wrapped projection (a LoRA adapter): through its forward
+        return _untokens(residual + proj(o), x)
     out = torch.addmm(residual, o, proj.weight.t())
     if proj.bias is not None:
         out = out + proj.bias

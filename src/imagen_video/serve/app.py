@@ -35,11 +35,16 @@ def model_name(spec: str) -> str:
     return spec if spec in SHIPPED_CASCADES and not Path(spec).exists() else Path(spec).resolve().name
 
 
-def load_cascades(specs: Sequence[str], *, device: str = "cpu") -> dict[str, Cascade]:
+def load_cascades(
+    specs: Sequence[str], *, device: str = "cpu", lora: Sequence[str] = ()
+) -> dict[str, Cascade]:
     """Load each cascade (a shipped name or a directory) once; cascades that name the same text
-    encoder share one loaded encoder. Keys are :func:`model_name`; duplicates raise ValueError."""
+    encoder share one loaded encoder. Keys are :func:`model_name`; duplicates raise ValueError.
+    ``lora``: ``--lora DIR[:SCALE]`` adapters merged into the first cascade (docs/finetuning.md; an
+    adapter made for other base weights raises ValueError)."""
     from imagen_video.cascade.directory import read_cascade_json
     from imagen_video.cascade.registry import resolve_model_dir
+    from imagen_video.finetune.lora_option import load_with_adapters
     from imagen_video.text import TextEncoder
 
     cascades: dict[str, Cascade] = {}
@@ -51,7 +56,12 @@ def load_cascades(specs: Sequence[str], *, device: str = "cpu") -> dict[str, Cas
         directory = resolve_model_dir(spec)
         config = read_cascade_json(directory).config
         key = (config.text_encoder, config.text_max_length)
-        cascade = Cascade.from_pretrained(directory, device=device, text_encoder=encoders.get(key))
+        encoder = encoders.get(key)
+        cascade = load_with_adapters(
+            lambda d=directory, e=encoder: Cascade.from_pretrained(d, device=device, text_encoder=e),
+            directory,
+            lora if not cascades else (),
+        )
         encoders[key] = cascade.text_encoder  # loads the encoder now, not at the first request
         cascades[name] = cascade
     return cascades

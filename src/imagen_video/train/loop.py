@@ -279,9 +279,13 @@ class _Trainer:
                 state,
                 keep=self.cfg.keep_checkpoints,
             )
-            save_stage(self.out / "stage", self.stage, self._plain_ema(groups["ema"]))
+            self.write_weights(groups["ema"])
             plot_loss(self.out / "train_log.csv", self.out / "loss.png")
         dist_utils.barrier(self.ctx)
+
+    def write_weights(self, ema_state: dict[str, torch.Tensor]) -> None:
+        """Refresh ``out_dir/stage`` with the EMA weights (rank 0, after each checkpoint)."""
+        save_stage(self.out / "stage", self.stage, self._plain_ema(ema_state))
 
     def _plain_ema(self, ema_state: dict[str, torch.Tensor]) -> torch.nn.Module:
         """The EMA weights as an unsharded module (the EMA module itself unless FSDP shards it)."""

@@ -4,7 +4,8 @@ Per frame, the object is the set of pixels whose brightness (max over RGB) excee
 (its bounding box grown by one pixel) the brightness is read as soft coverage, which makes the
 measurements nearly exact on antialiased renders at any resolution:
 
-- color: mean chromaticity (each mask pixel divided by its max channel), nearest of the six colors;
+- color: mean chromaticity (each mask pixel divided by its max channel), nearest color of the palette
+  (the six tier-1 colors and orange, spec.PALETTE);
 - shape: an upright triangle's mass grows linearly downwards, so the skewness of the coverage's
   vertical marginal is -2 sqrt(2) / 5 = -0.57 (circle, square: 0); below -0.3 it is a triangle (its
   fill ratio ~0.5 agrees, but is biased upwards by antialiasing at small sizes). Otherwise the fill
@@ -28,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from imagen_video.world.spec import COLORS, Combo, parse_caption
+from imagen_video.world.spec import PALETTE, Combo, parse_caption
 
 SKEW_TRIANGLE = -0.3
 """Vertical-marginal skewness below which the object is an upright triangle (~ -0.57; others ~0)."""
@@ -38,8 +39,8 @@ MASK_THRESHOLD = 0.5
 """Brightness (max channel, [0, 1]) above which a pixel belongs to the object mask."""
 COVERAGE_FLOOR = 0.1
 """Brightness below which a pixel counts as background in the soft coverage."""
-_PALETTE_NAMES = tuple(COLORS)
-_PALETTE = np.array([COLORS[n] for n in _PALETTE_NAMES], dtype=np.float64) / 255.0  # (6, 3)
+_PALETTE_NAMES = tuple(PALETTE)
+_PALETTE = np.array([PALETTE[n] for n in _PALETTE_NAMES], dtype=np.float64) / 255.0  # (7, 3)
 
 
 def to_thwc(video: Any, layout: str | None = None) -> np.ndarray:

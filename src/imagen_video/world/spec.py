@@ -29,7 +29,15 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "magenta": (255, 0, 255),
     "white": (255, 255, 255),
 }
-"""Tier-1 colors as pure saturated RGB (every color has a channel at 255)."""
+"""Tier-1 colors as pure saturated RGB (every color has a channel at 255): the colors of the shipped
+training data (``data synth`` draws from these unless told otherwise)."""
+
+NEW_COLORS: dict[str, tuple[int, int, int]] = {"orange": (255, 128, 0)}
+"""Colors outside the shipped training data, to teach a trained cascade a new concept by fine-tuning
+(docs/finetuning.md): orange is red with the green channel at half, rendered with the same coverage."""
+
+PALETTE: dict[str, tuple[int, int, int]] = {**COLORS, **NEW_COLORS}
+"""Every color the world can render and the analyzer recognises (tier-1 colors first)."""
 
 MOTIONS: tuple[str, ...] = ("moving left", "moving right", "moving up", "moving down", "growing", "shrinking")
 """Tier-1 motions; ``moving left`` etc. are two words."""
@@ -70,8 +78,8 @@ class Combo:
     motion: str | None = None
 
     def __post_init__(self) -> None:
-        if self.color not in COLORS:
-            raise ValueError(f"unknown color {self.color!r}; allowed: {', '.join(COLORS)}")
+        if self.color not in PALETTE:
+            raise ValueError(f"unknown color {self.color!r}; allowed: {', '.join(PALETTE)}")
         if self.shape not in SHAPES:
             raise ValueError(f"unknown shape {self.shape!r}; allowed: {', '.join(SHAPES)}")
         if self.motion is not None and self.motion not in MOTIONS:
@@ -85,17 +93,18 @@ class Combo:
     @property
     def rgb(self) -> tuple[int, int, int]:
         """The pure saturated RGB color, uint8 values."""
-        return COLORS[self.color]
+        return PALETTE[self.color]
 
     @property
     def caption(self) -> str:
-        """Canonical caption: ``a red circle moving left``; still images: ``a blue square``."""
-        text = f"a {self.color} {self.shape}"
-        return text if self.motion is None else f"{text} {self.motion}"
+        """Canonical caption: ``a red circle moving left``, ``an orange square``; still images: ``a blue
+        square``."""
+        return with_articles(f"a {self.as_text()}")
 
     def as_text(self) -> str:
         """The ``color shape motion`` triple as written in holdout files (images: ``color shape``)."""
-        return self.caption[2:]
+        text = f"{self.color} {self.shape}"
+        return text if self.motion is None else f"{text} {self.motion}"
 
     def still(self) -> Combo:
         """The same color and shape as a still image (motion removed)."""
@@ -129,6 +138,12 @@ in it (each color and motion twice, each shape four times) and every attribute p
 occurs in the remaining 96 training combinations."""
 
 
+def with_articles(text: str) -> str:
+    """``a`` before a vowel-initial word becomes ``an`` (``an orange circle``; tier-1 colors and every
+    shape and motion word start with a consonant, so their captions are unchanged)."""
+    return re.sub(r"\b([Aa]) (?=[aeiou])", r"\1n ", text)
+
+
 def paraphrase(combo: Combo, rng: np.random.Generator) -> str:
     """A caption for ``combo`` in a randomly chosen wording (deterministic given ``rng``'s state).
 
@@ -138,22 +153,23 @@ def paraphrase(combo: Combo, rng: np.random.Generator) -> str:
     shape = _SHAPE_WORDS[combo.shape][int(rng.integers(len(_SHAPE_WORDS[combo.shape])))]
     if combo.motion is None:
         template = _IMAGE_TEMPLATES[int(rng.integers(len(_IMAGE_TEMPLATES)))]
-        return template.format(color=combo.color, shape=shape)
+        return with_articles(template.format(color=combo.color, shape=shape))
     motion = _MOTION_WORDS[combo.motion][int(rng.integers(len(_MOTION_WORDS[combo.motion])))]
     template = _VIDEO_TEMPLATES[int(rng.integers(len(_VIDEO_TEMPLATES)))]
-    return template.format(color=combo.color, shape=shape, motion=motion)
+    return with_articles(template.format(color=combo.color, shape=shape, motion=motion))
 
 
 def all_paraphrases(combo: Combo) -> tuple[str, ...]:
     """Every wording :func:`paraphrase` can produce for ``combo`` (sorted, canonical included)."""
     shapes = _SHAPE_WORDS[combo.shape]
     if combo.motion is None:
-        return tuple(sorted({t.format(color=combo.color, shape=s) for t in _IMAGE_TEMPLATES for s in shapes}))
+        texts = {t.format(color=combo.color, shape=s) for t in _IMAGE_TEMPLATES for s in shapes}
+        return tuple(sorted(with_articles(t) for t in texts))
     motions = _MOTION_WORDS[combo.motion]
     return tuple(
         sorted(
             {
-                t.format(color=combo.color, shape=s, motion=m)
+                with_articles(t.format(color=combo.color, shape=s, motion=m))
                 for t in _VIDEO_TEMPLATES
                 for s in shapes
                 for m in motions
@@ -173,7 +189,7 @@ def parse_combo(text: str) -> Combo:
         words = words[1:]
     if len(words) < 2:
         raise ValueError(
-            f"cannot parse {text!r}: expected 'color shape motion' with color in {{{', '.join(COLORS)}}}, "
+            f"cannot parse {text!r}: expected 'color shape motion' with color in {{{', '.join(PALETTE)}}}, "
             f"shape in {{{', '.join(SHAPES)}}}, motion in {{{', '.join(MOTIONS)}}}"
         )
     motion = " ".join(words[2:]) or None

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -37,7 +38,16 @@ import numpy as np
 from imagen_video.serialization import JsonConfig, atomic_write, atomic_write_json, atomic_write_text
 from imagen_video.world.render import render_clip, sample_geometry
 from imagen_video.world.render_tier2 import render_scene
-from imagen_video.world.spec import ALL_STILLS, MOTIONS, Combo, paraphrase, parse_combo, training_combos
+from imagen_video.world.spec import (
+    ALL_STILLS,
+    MOTIONS,
+    PALETTE,
+    SHAPES,
+    Combo,
+    paraphrase,
+    parse_combo,
+    training_combos,
+)
 from imagen_video.world.tier2 import (
     PAIR_MOTIONS,
     TEXT_MOTIONS,
@@ -84,6 +94,9 @@ class SynthConfig(JsonConfig):
     """Probability that a video is a tier-2 scene (0: tier 1 only, the behaviour before tier 2)."""
     tier2_scenes: tuple[str, ...] = TIER2_SCENES
     """Tier-2 scene kinds to draw from uniformly: ``two`` (two objects), ``text`` (rendered text)."""
+    colors: tuple[str, ...] = ()
+    """Colors of the tier-1 videos and images (any of ``spec.PALETTE``, e.g. ``orange``); empty: the six
+    tier-1 colors, exactly as before the option existed."""
 
     def __post_init__(self) -> None:
         for name in ("num_videos", "num_images"):
@@ -101,7 +114,12 @@ class SynthConfig(JsonConfig):
             raise ValueError(f"paraphrase_prob must be in [0, 1], got {self.paraphrase_prob}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
-        training_combos(self.holdout_combos())
+        unknown = [c for c in self.colors if c not in PALETTE]
+        if unknown or len(set(self.colors)) != len(self.colors):
+            allowed = ", ".join(PALETTE)
+            raise ValueError(f"colors must be distinct colors from {{{allowed}}}, got {list(self.colors)}")
+        if not self.video_pool() and self.num_videos:
+            raise ValueError("the holdout set excludes every combination of these colors; nothing left")
         for motion in (*MOTIONS, None):  # every motion must fit this frame shape (raises if not)
             sample_geometry(
                 Combo("white", "triangle", motion), self.height, self.width, np.random.default_rng(0)
@@ -133,10 +151,25 @@ class SynthConfig(JsonConfig):
         exactly as before tier 2 existed (``from_dict`` restores the defaults)."""
         data = super().to_dict()
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        for name in ("tier2_fraction", "tier2_scenes"):
+        for name in ("tier2_fraction", "tier2_scenes", "colors"):
             if getattr(self, name) == defaults[name]:
                 data.pop(name)
         return data
+
+    def video_pool(self) -> tuple[Combo, ...]:
+        """Video combinations to draw from: every combination of ``colors`` (default: the tier-1
+        training combinations) minus the holdout."""
+        if not self.colors:
+            return training_combos(self.holdout_combos())
+        excluded = set(self.holdout_combos())
+        combos = itertools.product(self.colors, SHAPES, MOTIONS)
+        return tuple(c for c in (Combo(*t) for t in combos) if c not in excluded)
+
+    def image_pool(self) -> tuple[Combo, ...]:
+        """Still-image combinations to draw from: every shape of ``colors`` (default: the tier-1 stills)."""
+        if not self.colors:
+            return ALL_STILLS
+        return tuple(Combo(c, s) for c, s in itertools.product(self.colors, SHAPES))
 
     def holdout_combos(self) -> tuple[Combo, ...]:
         """The held-out combinations as :class:`Combo` objects (validates each triple)."""
@@ -244,7 +277,7 @@ def synthesize(
     out_dir = Path(out_dir)
     _prepare_dir(out_dir, overwrite)
     jobs = [("video", i) for i in range(config.num_videos)] + [("image", i) for i in range(config.num_images)]
-    pools = {"video": training_combos(config.holdout_combos()), "image": ALL_STILLS}
+    pools = {"video": config.video_pool(), "image": config.image_pool()}
     records = []
     for kind, index in tqdm(jobs, desc="data synth", unit="clip", disable=not progress):
         scene = tier2_kind(config, index) if kind == "video" else None
