@@ -303,3 +303,19 @@ def test_shipped_demo_orange_adapter_fits_the_shipped_demo_cascade() -> None:
         check_base(config, shipped_cascade_dir("demo-distilled"), "demo-orange")
     sizes = {stage: sum(t.numel() for t in w.values()) for stage, w in weights.items()}
     assert sizes == {"base": 200_432, "ssr1": 160_968, "ssr2": 74_696}  # 10%, 10%, 15% of the stages
+
+
+def test_lora_without_peft_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch) -> None:
+    """Where the `lora` extra is not installed, --lora and finetune say how to install it (exit 2)."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a)
+    )
+    out = tmp_path / "x.gif"
+    argv = ["generate", "a red circle", "-o", str(out), "--lora", "demo-orange", "--device", "cpu"]
+    assert cli_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'imagen-video[lora]'" in err and "Traceback" not in err
+    assert not out.exists()

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from imagen_video.cascade.stage_io import StageLoadError
     from imagen_video.data import DatasetError
     from imagen_video.finetune import LoraSpec, finetune, finetune_train_config
+    from imagen_video.finetune.adapter import require_peft
     from imagen_video.train import TrainSetupError, load_train_config
 
     overrides = {"max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr}
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
             load_train_config(args.config, **overrides) if args.config else finetune_train_config(**overrides)
         )
         model_dir = resolve_model_dir(args.model)
+        require_peft()
         results = finetune(
             model_dir,
             args.stage,

@@ -46,6 +46,15 @@ class AdapterError(ValueError):
     """An adapter folder is missing, invalid, or does not fit the cascade it is applied to (one line)."""
 
 
+def require_peft() -> None:
+    """Raise :class:`AdapterError` with the install command when ``peft`` (the ``lora`` extra) is
+    missing, before any model loads."""
+    import importlib.util
+
+    if importlib.util.find_spec("peft") is None:
+        raise AdapterError("LoRA adapters need peft: pip install 'imagen-video[lora]'")
+
+
 @dataclasses.dataclass(frozen=True)
 class AdapterConfig(JsonConfig):
     """What an adapter folder holds and which base cascade it was trained on."""

@@ -23,9 +23,10 @@ def load_with_adapters(
     """
     if not options:
         return load()
-    from imagen_video.finetune.adapter import apply_adapters, parse_lora_option
+    from imagen_video.finetune.adapter import apply_adapters, parse_lora_option, require_peft
 
     adapters = [parse_lora_option(text) for text in options]
+    require_peft()
     return apply_adapters(load(), model_dir, adapters)
 
 
