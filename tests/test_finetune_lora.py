@@ -248,6 +248,7 @@ def test_generate_lora_merges_and_a_foreign_base_is_refused(tuned, tmp_path, cap
     )
     other = tmp_path / "other"
     Cascade.from_config(TINY, generator=torch.Generator().manual_seed(1)).save_pretrained(other)
+    capsys.readouterr()  # only what the command prints
     code = cli_main(
         [
             "generate",
@@ -258,6 +259,8 @@ def test_generate_lora_merges_and_a_foreign_base_is_refused(tuned, tmp_path, cap
             str(tuned["adapter"]),
             "-o",
             str(tmp_path / "x.gif"),
+            "--device",
+            "cpu",
         ]
     )
     err = capsys.readouterr().err.strip()
