@@ -247,6 +247,11 @@ def _forward_gflop(net: Any, inputs: dict[str, Any], autocast: Any) -> float:
     return counter.get_total_flops() / 1e9
 
 
+def _clock(spec: UNetBenchSpec) -> Callable[[], float]:
+    """The clock of ``spec.clock``: process CPU time ("cpu") or wall time."""
+    return time.process_time if spec.clock == "cpu" else time.perf_counter
+
+
 def _peak_rss_mb() -> float:
     """Peak resident set size of this process in MiB (Linux reports ru_maxrss in KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -261,8 +266,3 @@ def _main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))
-
-
-def _clock(spec: UNetBenchSpec) -> Callable[[], float]:
-    """The clock of ``spec.clock``: process CPU time ("cpu") or wall time."""
-    return time.process_time if spec.clock == "cpu" else time.perf_counter
