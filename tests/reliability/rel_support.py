@@ -13,6 +13,11 @@ SRC = TESTS.parent / "src"
 PROMPT = "a red circle moving right"
 
 
+def generate_argv(model: Path, *extra: str) -> list[str]:
+    """``generate PROMPT --device cpu --model MODEL`` followed by ``extra``."""
+    return ["generate", PROMPT, "--device", "cpu", "--model", str(model), *extra]
+
+
 def child_env() -> dict[str, str]:
     """Environment of a child ``imagen-video`` process: this checkout's sources, one thread."""
     env = dict(os.environ)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from rel_support import PROMPT, assert_one_line
+from rel_support import assert_one_line, generate_argv
 
 from imagen_video.cascade.registry import SHIPPED_CASCADES, shipped_cascade_dir
 from imagen_video.cascade.stage_io import (
@@ -33,21 +33,7 @@ def cascade(tiny_cascade: Path, tmp_path: Path) -> Path:
 
 
 def _generate(capsys: pytest.CaptureFixture[str], model: Path, out: Path, *extra: str) -> tuple[int, str]:
-    argv = [
-        "generate",
-        PROMPT,
-        "--device",
-        "cpu",
-        "--model",
-        str(model),
-        "--seed",
-        "0",
-        "--quiet",
-        "-o",
-        str(out),
-        *extra,
-    ]
-    code = main(argv)
+    code = main(generate_argv(model, "--seed", "0", "--quiet", "-o", str(out), *extra))
     return code, capsys.readouterr().err
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from rel_support import PROMPT, assert_one_line
+from rel_support import assert_one_line, generate_argv
 
 from imagen_video import limits
 from imagen_video.cascade.presets import get_cascade_preset
@@ -75,19 +75,7 @@ def test_export_bytes_closed_form() -> None:
 def test_out_of_range_values_are_refused_up_front(
     tiny_cascade: Path, tmp_path: Path, capsys, extra: list[str], needle: str
 ) -> None:
-    code = main(
-        [
-            "generate",
-            PROMPT,
-            "--device",
-            "cpu",
-            "--model",
-            str(tiny_cascade),
-            "-o",
-            str(tmp_path / "v.mp4"),
-            *extra,
-        ]
-    )
+    code = main(generate_argv(tiny_cascade, "-o", str(tmp_path / "v.mp4"), *extra))
     assert code == 2
     assert_one_line(capsys.readouterr().err, needle)
     assert list(tmp_path.iterdir()) == []
@@ -97,18 +85,7 @@ def test_a_call_that_cannot_fit_is_refused_before_loading(
     tiny_cascade: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(limits, "available_bytes", lambda device: 2**20)  # a 1 MiB device
-    argv = [
-        "generate",
-        PROMPT,
-        "--device",
-        "cpu",
-        "--model",
-        str(tiny_cascade),
-        "-o",
-        str(tmp_path / "v.mp4"),
-        "--num-videos",
-        "64",
-    ]
+    argv = generate_argv(tiny_cascade, "-o", str(tmp_path / "v.mp4"), "--num-videos", "64")
     assert main(argv) == 2
     line = assert_one_line(capsys.readouterr().err, "needs about", "GiB for this call, 0.0 GiB is free")
     assert line.endswith("use --offload (keep only the running stage on the device)")  # 3 stages > 1 MiB

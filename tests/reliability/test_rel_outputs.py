@@ -10,7 +10,7 @@ import resource
 from pathlib import Path
 
 import pytest
-from rel_support import PROMPT, assert_one_line, cli_code, run_child, snapshot
+from rel_support import PROMPT, assert_one_line, cli_code, generate_argv, run_child, snapshot
 
 from imagen_video.cascade import export
 from imagen_video.cli import main
@@ -120,19 +120,7 @@ def _limit_file_size() -> None:
 
 def test_file_size_limit_is_one_line_and_leaves_nothing(tiny_cascade: Path, tmp_path: Path) -> None:
     out = tmp_path / "video.mp4"
-    argv = [
-        "generate",
-        PROMPT,
-        "--device",
-        "cpu",
-        "--model",
-        str(tiny_cascade),
-        "--seed",
-        "0",
-        "--quiet",
-        "--scale",
-        "8",
-    ]
+    argv = generate_argv(tiny_cascade, "--seed", "0", "--quiet", "--scale", "8")
     child = run_child(cli_code([*argv, "-o", str(out)]), preexec=_limit_file_size)
     assert child.returncode == 1, child.stderr
     assert_one_line(child.stderr, f"cannot write '{out}'", "(EFBIG)")
@@ -152,19 +140,7 @@ export._write_mp4 = write_then_get_killed
 
 def test_sigterm_during_generate_cleans_up_and_exits_143(tiny_cascade: Path, tmp_path: Path) -> None:
     out = tmp_path / "video.mp4"
-    argv = [
-        "generate",
-        PROMPT,
-        "--device",
-        "cpu",
-        "--model",
-        str(tiny_cascade),
-        "--seed",
-        "0",
-        "--quiet",
-        "-o",
-        str(out),
-    ]
+    argv = generate_argv(tiny_cascade, "--seed", "0", "--quiet", "-o", str(out))
     child = run_child(cli_code(argv, SIGTERM_DURING_WRITE))
     assert child.returncode == 143, child.stderr
     assert_one_line(child.stderr, "terminated")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from imagen_video.cli._types import non_negative_int
+
 KNOBS: tuple[tuple[str, object, str], ...] = (
     ("warmup_steps", 1000, "linear learning-rate warm-up length in steps"),
     ("ema_decay", 0.9999, "decay of the EMA weights that are saved and sampled"),
@@ -20,18 +22,11 @@ KNOBS: tuple[tuple[str, object, str], ...] = (
 """(TrainConfig field, its default, help text)."""
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
-
-
 def add_knob_arguments(parser: argparse.ArgumentParser) -> None:
     """Add ``--warmup-steps``, ``--ema-decay``, ``--checkpoint-every``, ``--keep-checkpoints``,
     ``--preview-every``, ``--preview-prompt`` and ``--log-every``, each showing its default."""
     for field, default, text in KNOBS:
-        kind = float if field == "ema_decay" else _non_negative_int
+        kind = float if field == "ema_decay" else non_negative_int
         shown = "with every checkpoint" if default is None else default
         parser.add_argument(
             f"--{field.replace('_', '-')}", type=kind, default=None, help=f"{text} (default {shown})"
