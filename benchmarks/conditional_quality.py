@@ -85,6 +85,18 @@ def in_batches(items: list, size: int, work: Callable[[list, int], list[dict]]) 
     return rows
 
 
+def sampling(method: str, args: argparse.Namespace, index: int) -> dict:
+    """The options every task samples with: the method, ``w_r``, the model's own known frames, and
+    batch ``index``'s generator (so a run split with ``--start`` draws what one run would)."""
+    return {
+        "method": method,
+        "weight": args.weight,
+        "keep_input": False,
+        "generator": torch.Generator().manual_seed(args.seed + args.start // args.batch + index),
+        "progress": False,
+    }
+
+
 def run_animate(cascade: Cascade, combos: Cases, method: str, args: argparse.Namespace) -> list[dict]:
     """Animate the first frame of each combo's rendered clip; analyzer match and frame-0 PSNR."""
     top = cascade.config.stages[-1]
@@ -95,11 +107,7 @@ def run_animate(cascade: Cascade, combos: Cases, method: str, args: argparse.Nam
         out = cascade.animate(
             images,
             [c.caption for c, _ in batch],
-            method=method,
-            weight=args.weight,
-            keep_input=False,
-            generator=torch.Generator().manual_seed(args.seed + args.start // args.batch + index),
-            progress=False,
+            **sampling(method, args, index),
         ).video
         return [
             {
@@ -123,11 +131,7 @@ def run_extend(cascade: Cascade, combos: Cases, method: str, args: argparse.Name
             clips[:, :, :CONTEXT],
             [c.caption for c, _ in batch],
             frames=top.frames - CONTEXT,
-            method=method,
-            weight=args.weight,
-            keep_input=False,
-            generator=torch.Generator().manual_seed(args.seed + args.start // args.batch + index),
-            progress=False,
+            **sampling(method, args, index),
         ).video
         rows = []
         for (c, _), video, clip in zip(batch, out, clips, strict=True):
@@ -157,11 +161,7 @@ def run_first_last(cascade: Cascade, combos: Cases, method: str, args: argparse.
             clips[:, :, 0],
             [c.caption for c, _ in batch],
             last_frame=clips[:, :, -1],
-            method=method,
-            weight=args.weight,
-            keep_input=False,
-            generator=torch.Generator().manual_seed(args.seed + args.start // args.batch + index),
-            progress=False,
+            **sampling(method, args, index),
         ).video
         rows = []
         for (c, _), video, clip in zip(batch, out, clips, strict=True):
