@@ -10,8 +10,9 @@ Guidance conventions: ``--constant-w`` is in the eq. 5 convention (w = 0: none; 
 the base alternates w = 14 and 0 after its first ``--oscillate-k-fraction`` of steps at 14. As in the
 paper, the row's guidance setting applies to the base stage; SR stages keep the cascade's guidance
 (its oscillation length rescaled to their step count). Original stages run ``--original-sampler``
-(paper: ancestral) with ``--base-steps`` / ``--sr-steps`` (paper: 256 / 128); distilled stages run
-their own stochastic sampler and step count (paper: 8), one forward per step with ``guidance_w``.
+(paper: ancestral) with ``--base-steps`` / ``--sr-steps`` (paper: 256 / 128); the distilled cascade's
+stages run its own sampling: a distilled stage its sampler and step count (paper: 8 stochastic steps)
+with one forward per step and ``guidance_w``, a stage it kept undistilled its own sampler.
 
 Each row's videos are cached under ``OUT/rows/<row>/seed-<s>/`` per batch (``.npz`` + timing), so
 an interrupted run resumes where it stopped. Outputs: ``OUT/table1.json`` and ``OUT/table1.md``
@@ -119,17 +120,21 @@ def _original_override(stage: StageConfig, steps: int, sampler: str) -> StageOve
 
 
 def row_overrides(row: Row, cascade: Cascade, settings: TableSettings) -> dict[str, StageOverride]:
-    """Per-stage sampling of ``row`` on its (original, mixed or distilled) cascade."""
+    """Per-stage sampling of ``row`` on its (original, mixed or distilled) cascade: stages taken from
+    the original cascade run the original sampler at base / SR steps; stages taken from the distilled
+    cascade keep its sampling (a distilled stage its sampler, steps and one forward per step; a stage
+    the distillation kept as it was, e.g. an unguided 2-step SR stage, its own sampler). The row's
+    guidance goes to the base."""
     overrides = {}
     for index, stage in enumerate(cascade.config.stages):
-        distilled = stage.unet.use_guidance_embedding
-        if distilled:
+        from_distilled = row.combination == "distilled" or (row.combination == "distilled_sr" and index > 0)
+        if from_distilled:
             override = StageOverride()
         else:
             steps = settings.base_steps if index == 0 else settings.sr_steps
             override = _original_override(stage, steps, settings.original_sampler)
         if index == 0:
-            steps = stage.sampler.steps if distilled else settings.base_steps
+            steps = stage.sampler.steps if from_distilled else settings.base_steps
             override = dataclasses.replace(override, guidance=base_guidance(row.guidance, settings, steps))
         overrides[stage.name] = override
     return overrides

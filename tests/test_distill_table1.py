@@ -49,14 +49,19 @@ class _StubEncoder:
     dim, identity = 16, "stub"
 
 
-def _cascades() -> tuple[Cascade, Cascade]:
-    """The tiny cascade and a guidance-conditioned copy distilled (in config) to 2 stochastic steps."""
+def _cascades(keep: tuple[str, ...] = ()) -> tuple[Cascade, Cascade]:
+    """The tiny cascade and a guidance-conditioned copy distilled (in config) to 2 stochastic steps,
+    but for the stages ``keep``, which the copy holds as they are (undistilled)."""
     config = tiny_cascade(text_encoder="unused", text_dim=16)
     original = Cascade.from_config(
         config, generator=torch.Generator().manual_seed(0), text_encoder=_StubEncoder()
     )
     stages, models = [], {}
     for stage in config.stages:
+        if stage.name in keep:
+            stages.append(stage)
+            models[stage.name] = original.models[stage.name]
+            continue
         w_stage, models[stage.name] = make_guidance_student(original.models[stage.name], stage)
         stages.append(distilled_stage_config(w_stage, 2, stage.sampler.steps))
     return original, Cascade(config.replace(stages=tuple(stages)), models, text_encoder=_StubEncoder())
@@ -92,6 +97,28 @@ def test_rows_apply_table1_sampling() -> None:
     fast = rows["oscillate-distilled"]
     assert all((s.sampler.name, s.sampler.steps) == ("stochastic", 2) for s in fast)
     assert fast[0].guidance == oscillating_guidance(14.0, 0.0, 1)  # K = 1/8 of the steps, at least 1
+
+
+def test_rows_keep_the_sampling_of_stages_the_distillation_kept() -> None:
+    """A stage the distilled cascade holds undistilled (an unguided few-step SR stage) runs that
+    cascade's own sampler in the distilled and mixed rows, and the original sampler only in the
+    original rows."""
+    original, distilled = _cascades(keep=("ssr",))
+    settings = table1.TableSettings(
+        prompts=("a red circle moving up",), seeds=(0,), base_steps=256, sr_steps=128
+    )
+    own = distilled.config.stages[-1].sampler
+    assert own.name != "ancestral"
+    for key, expected in (
+        ("constant-original", ("ancestral", 128)),
+        ("constant-distilled_sr", (own.name, own.steps)),
+        ("constant-distilled", (own.name, own.steps)),
+    ):
+        row = next(r for r in table1.ROWS if r.key == key)
+        cascade = table1.row_cascade(row, original, distilled)
+        last = cascade.config.stages[-1]
+        applied = table1.row_overrides(row, cascade, settings)[last.name].apply(last)
+        assert (applied.sampler.name, applied.sampler.steps) == expected, key
 
 
 def test_default_prompts_start_with_the_held_out_combinations() -> None:
