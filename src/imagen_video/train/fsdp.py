@@ -48,7 +48,10 @@ def shard_unet(
     policy = MixedPrecisionPolicy()
     if mixed_precision:
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-    offload = CPUOffloadPolicy() if cpu_offload else OffloadPolicy()
+    # pinned host memory speeds the copies to an accelerator; without one there is nothing to pin for
+    offload = (
+        CPUOffloadPolicy(pin_memory=torch.accelerator.is_available()) if cpu_offload else OffloadPolicy()
+    )
     for param in model.parameters():  # FSDP shards flat storage: no channels-last parameters
         param.data = param.data.contiguous()
     options = {"mp_policy": policy, "offload_policy": offload}
@@ -98,6 +101,16 @@ def make_optimizer(
             f"(or pip install {EIGHT_BIT_PACKAGE})"
         ) from None
     return AdamW8bit(params, **options)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate; torchao's optimizers keep it as a tensor, which is
+    filled in place (their compiled step refuses a float)."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
 def optimizer_state_bytes_per_param(name: str) -> float:
