@@ -138,12 +138,14 @@ def test_resume_with_another_optimizer_is_refused_in_one_line(world, tmp_path, c
 
 
 @pytest.mark.slow  # torchao compiles its AdamW update on first use (about 30 s on a 2-core CPU)
-def test_eight_bit_resume_continues_exactly_like_an_uninterrupted_run(world, tmp_path) -> None:
+@pytest.mark.parametrize("fsdp", [False, True], ids=["plain", "fsdp"])
+def test_eight_bit_resume_continues_exactly_like_an_uninterrupted_run(world, tmp_path, fsdp) -> None:
     """N = 2 steps, checkpoint, resume for M = 2 more: the weights, the EMA, every 8-bit code, scale and
-    qmap and the counters equal a straight run of 4 steps, bit for bit."""
+    qmap and the counters equal a straight run of 4 steps, bit for bit (also sharded by FSDP2 in a
+    one-rank group, whose state is placed back as DTensors)."""
     pytest.importorskip("torchao")
     data, cache = world
-    cfg = tiny_config(max_steps=4, checkpoint_every=2, preview_every=0, optimizer="adamw8bit")
+    cfg = tiny_config(max_steps=4, checkpoint_every=2, preview_every=0, optimizer="adamw8bit", fsdp=fsdp)
     straight = run(TINY.stage("base"), cfg, data, tmp_path / "straight", cache)
     first = run(TINY.stage("base"), cfg.replace(max_steps=2), data, tmp_path / "resumed", cache)
     second = run(TINY.stage("base"), cfg, data, tmp_path / "resumed", cache, resume=True)

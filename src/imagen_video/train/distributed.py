@@ -76,19 +76,25 @@ def shutdown_distributed(ctx: DistContext) -> None:
 
 
 def wrap_model(
-    model: nn.Module, ctx: DistContext, *, fsdp: bool = False, cpu_offload: bool = False
+    model: nn.Module,
+    ctx: DistContext,
+    *,
+    fsdp: bool = False,
+    cpu_offload: bool = False,
+    mixed_precision: bool = False,
 ) -> nn.Module:
     """Wrap ``model`` (already on ``ctx.device``) for data-parallel training.
 
     FSDP shards every space-time block and then the root (:func:`imagen_video.train.fsdp.shard_unet`;
-    ``cpu_offload``: FSDP2's ``CPUOffloadPolicy``); it needs a started process group, also in one
-    process (:func:`imagen_video.train.fsdp.single_process_group`). DDP replicates; a single process
-    without ``fsdp`` gets the module back unchanged.
+    ``cpu_offload``: FSDP2's ``CPUOffloadPolicy``; ``mixed_precision``: bf16 compute, fp32 gradient
+    reduction); it needs a started process group, also in one process
+    (:func:`imagen_video.train.fsdp.single_process_group`). DDP replicates; a single process without
+    ``fsdp`` gets the module back unchanged.
     """
     if fsdp:
         from imagen_video.train.fsdp import shard_unet
 
-        return shard_unet(model, cpu_offload=cpu_offload)
+        return shard_unet(model, cpu_offload=cpu_offload, mixed_precision=mixed_precision)
     if not ctx.distributed:
         return model
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None

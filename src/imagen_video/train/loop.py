@@ -159,10 +159,14 @@ class _Trainer:
         self.ema = EMA(model, cfg.ema_decay, warmup=cfg.ema_warmup)
         if cfg.activation_checkpointing:  # the training module only: the EMA copy is saved as the stage
             model.config = model.config.replace(gradient_checkpointing=True)
-        self.model = dist_utils.wrap_model(model, ctx, fsdp=cfg.fsdp, cpu_offload=cfg.cpu_offload)
+        shard = {  # FSDP2 computes in bf16 where autocast would (the memory model's bf16 case)
+            "cpu_offload": cfg.cpu_offload,
+            "mixed_precision": cfg.precision == "bf16" and ctx.device.type == "cuda",
+        }
+        self.model = dist_utils.wrap_model(model, ctx, fsdp=cfg.fsdp, **shard)
         self.sharded = cfg.fsdp
         if self.sharded:
-            dist_utils.wrap_model(self.ema.model, ctx, fsdp=True, cpu_offload=cfg.cpu_offload)
+            dist_utils.wrap_model(self.ema.model, ctx, fsdp=True, **shard)
         self.optimizer = make_optimizer(
             self.model.parameters(),
             cfg.optimizer,

@@ -17,6 +17,9 @@ tensor is three plain tensors and a flag:
 safetensors stores plain tensors only, so :func:`split_state` writes a state tensor ``<name>`` as
 ``<name>.codes``, ``<name>.scale`` and ``<name>.qmap`` and returns its flag for the checkpoint's JSON;
 :func:`join_states` rebuilds the subclass from them, bit for bit, so a resumed run continues exactly.
+The checkpoint holds the full (unsharded) state; :func:`place_states` puts it back into the optimizer
+as each parameter is laid out, taking this rank's rows under FSDP2 (torch's sharding of a full state
+dict splits tensors with an operator the subclass does not implement).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 EIGHT_BIT = "torchao.OptimState8bit"
 """The JSON ``type`` of a state tensor stored as its 8-bit parts."""
@@ -73,3 +77,39 @@ def join_states(
             raise ValueError(f"optimizer state {name!r}: its qmap is not 256 float32 values")
         joined[name] = OptimState8bit(codes, scale, qmap, bool(meta["signed"]))
     return joined
+
+
+def place_states(model: nn.Module, optimizer: torch.optim.Optimizer, states: dict[str, torch.Tensor]) -> None:
+    """Put full 8-bit states ``{"<param name>/<key>": OptimState8bit}`` into ``optimizer.state``, each
+    laid out as its parameter of ``model`` (plain, DDP or FSDP2: this rank's rows as a DTensor)."""
+    module = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    params = dict(module.named_parameters())
+    for flat, full in states.items():
+        param_name, key = flat.rsplit("/", 1)
+        param = params[param_name]
+        if tuple(full.shape) != tuple(param.shape):
+            raise ValueError(
+                f"optimizer state {flat!r} has shape {tuple(full.shape)}, its parameter {tuple(param.shape)}"
+            )
+        optimizer.state[param][key] = _shard_like(full, param)
+
+
+def _shard_like(full: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
+    """``full`` as ``param`` holds its values: this rank's rows of an FSDP2 ``Shard(0)`` DTensor (FSDP2
+    splits dim 0 as ``torch.chunk`` does), or the tensor itself on the parameter's device."""
+    from torch.distributed.tensor import DTensor, Shard
+
+    if not isinstance(param, DTensor):
+        return full.to(param.device)
+    if tuple(param.placements) != (Shard(0),):
+        raise ValueError(f"8-bit optimizer state supports FSDP2's Shard(0) only, not {param.placements}")
+    rows = param.to_local().shape[0]
+    chunk = -(-param.shape[0] // param.device_mesh.size())
+    start = min(param.device_mesh.get_local_rank() * chunk, param.shape[0])
+    local = full[start : start + rows]  # block-aligned where each rank's shard was quantised
+    placed = DTensor.from_local(
+        local, param.device_mesh, param.placements, run_check=False, shape=param.shape, stride=param.stride()
+    )
+    return placed.to(
+        param.device
+    )  # from_local moves to the mesh's device; CPU offload keeps state on the host

@@ -23,7 +23,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from imagen_video.train.lowbit_state import join_states, split_state
+from imagen_video.train.lowbit_state import join_states, place_states, split_state
 
 if TYPE_CHECKING:
     from imagen_video.train.ema import EMA
@@ -95,7 +95,9 @@ def load_optimizer_tensors(
     """Inverse of :func:`optimizer_tensors`: rebuild the full optimizer state and load it."""
     state: dict[str, dict[str, Any]] = {}
     tensor_lrs = [g["lr"] if isinstance(g["lr"], torch.Tensor) else None for g in optimizer.param_groups]
-    for flat, value in join_states(tensors, meta.get("packed", {})).items():
+    joined = join_states(tensors, meta.get("packed", {}))
+    eight_bit = {name: joined.pop(name) for name in meta.get("packed", {})}  # placed after the rest
+    for flat, value in joined.items():
         param_name, key = flat.rsplit(_SEP, 1)
         state.setdefault(param_name, {})[key] = value
     for param_name, entry in meta["scalars"].items():
@@ -107,6 +109,7 @@ def load_optimizer_tensors(
         {"state": state, "param_groups": groups},
         options=StateDictOptions(full_state_dict=True),
     )
+    place_states(model, optimizer, eight_bit)
     for group, tensor_lr in zip(optimizer.param_groups, tensor_lrs, strict=True):
         if isinstance(group.get("betas"), list):  # JSON has no tuples: restore AdamW's (beta1, beta2) type
             group["betas"] = tuple(group["betas"])
