@@ -193,3 +193,30 @@ def test_fsdp_cpu_offload_in_one_process_trains_like_a_plain_run(world, tmp_path
     for group in ("model", "ema"):
         for name in a[group]:
             torch.testing.assert_close(b[group][name], a[group][name], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow  # three torchrun jobs of 2 gloo ranks, each compiling torchao's update (minutes)
+def test_two_rank_fsdp_eight_bit_resume_is_exact(tmp_path) -> None:
+    """``torchrun --nproc_per_node 2 ... train --fsdp --optimizer adamw8bit``: each rank's 8-bit state
+    is gathered into the checkpoint and split back into its rows on resume, bit for bit."""
+    pytest.importorskip("torchao")
+    from test_train_fsdp import _torchrun_train
+
+    data = make_dataset(tmp_path / "data", videos=8)
+    make_text_cache(tmp_path / "cache", data)
+    config = tiny_config(max_steps=4, checkpoint_every=2, preview_every=0, optimizer="adamw8bit")
+    (tmp_path / "train.json").write_text(config.to_json())
+    runs = (("straight", ()), ("resumed", ("--max-steps", "2")), ("resumed", ("--resume",)))
+    for name, extra in runs:
+        done = _torchrun_train(tmp_path, tmp_path / name, "--fsdp", "--max-steps", "4", *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+    (a, a_state), (b, b_state) = (_checkpoint_at(tmp_path / n, 4) for n in ("straight", "resumed"))
+    assert a_state["world_size"] == b_state["world_size"] == 2
+    # quantised where a rank's shard holds >= 4096 values: the cross-attention kv weights (16 x 384 rows)
+    codes = sorted(name for name in a["optimizer"] if name.endswith(".codes"))
+    assert "mid.0.cross.kv.weight/exp_avg.codes" in codes and len(codes) == 8
+    assert a_state["optimizer"]["packed"] == b_state["optimizer"]["packed"]
+    for group in ("model", "ema", "optimizer"):
+        assert a[group].keys() == b[group].keys()
+        for name in a[group]:
+            assert torch.equal(a[group][name], b[group][name]), (group, name)

@@ -87,7 +87,9 @@ def make_optimizer(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
-    """AdamW (``"adamw"``) or torchao's 8-bit AdamW (``"adamw8bit"``); ImportError naming the package."""
+    """AdamW (``"adamw"``) or torchao's 8-bit AdamW (``"adamw8bit"``); ImportError naming the package.
+    For 8-bit AdamW over FSDP2 shards, torch.compile's on-disk caches are turned off in this process
+    (see :func:`_no_shared_compile_cache`)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
     options = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
@@ -100,7 +102,24 @@ def make_optimizer(
             f"--optimizer adamw8bit needs {EIGHT_BIT_PACKAGE}: pip install 'imagen-video[scale]' "
             f"(or pip install {EIGHT_BIT_PACKAGE})"
         ) from None
+    from torch.distributed.tensor import DTensor
+
+    params = list(params)
+    if any(isinstance(p, DTensor) for p in params):
+        _no_shared_compile_cache()
     return AdamW8bit(params, **options)
+
+
+def _no_shared_compile_cache() -> None:
+    """Turn off torch.compile's on-disk graph caches in this process. torchao compiles its update per
+    parameter shape; under FSDP2 a cache entry is keyed by the parameter's global shape, so a rank
+    whose shard of an unevenly split parameter differs (e.g. 3 rows over 2 ranks: 2 and 1) can load
+    another rank's graph and fail its size check. Each process then compiles its own graphs."""
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fx_graph_cache = False
+    functorch_config.enable_autograd_cache = False
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
