@@ -3,6 +3,8 @@ in safetensors checkpoints and an exact resume with it, FSDP2 CPU offload, and t
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -92,7 +94,7 @@ def test_learning_rate_is_set_in_place_for_a_tensor_and_assigned_for_a_float() -
     assert eight.param_groups[0]["lr"] is lr and lr.item() == 0.25
 
 
-def test_config_and_flags_are_checked(tmp_path, capsys, world) -> None:
+def test_config_and_flags_are_checked(tmp_path, capsys, world, monkeypatch) -> None:
     assert OPTIMIZER_CHOICES == OPTIMIZERS
     with pytest.raises(ValueError, match="cpu_offload needs fsdp"):
         TrainConfig(cpu_offload=True)
@@ -107,6 +109,10 @@ def test_config_and_flags_are_checked(tmp_path, capsys, world) -> None:
     with pytest.raises(SystemExit):
         cli_main([*base, "--optimizer", "sgd"])
     assert "invalid choice: 'sgd'" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "torchao.optim", None)  # as if torchao were not installed
+    assert cli_main([*base, "--optimizer", "adamw8bit"]) == 2
+    err = capsys.readouterr().err
+    assert "needs torchao: pip install 'imagen-video[scale]'" in err and len(err.strip().splitlines()) == 1
 
 
 def test_resume_with_another_optimizer_is_refused_in_one_line(world, tmp_path, capsys) -> None:

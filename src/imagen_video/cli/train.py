@@ -131,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from imagen_video.data import DatasetError
     from imagen_video.io_safety import check_dir_output
     from imagen_video.train import TrainSetupError, load_train_config, resolve_cascade, train_stage
+    from imagen_video.train.fsdp import eight_bit_adamw
 
     try:
         check_dir_output(args.out)
@@ -147,9 +148,11 @@ def run(args: argparse.Namespace) -> int:
         }
         overrides.update({k: True for k, on in flags.items() if on}, optimizer=args.optimizer)
         train_cfg = load_train_config(args.config, **overrides)
+        if train_cfg.optimizer == "adamw8bit":
+            eight_bit_adamw()  # before the dataset and the model: the package must be installed
     except KeyError as err:
         raise UserError(err.args[0]) from None
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ImportError) as err:
         raise UserError(str(err)) from None
     if int(os.environ.get("RANK", "0")) == 0:
         _advise(args, stage, train_cfg)

@@ -27,9 +27,9 @@ class TrainSetupError(ValueError):
 class TrainConfig(JsonConfig):
     """Optimiser, EMA, schedule and bookkeeping settings for ``train_stage``.
 
-    The optimiser is AdamW with a linear learning-rate warm-up, followed by a constant rate. One
-    optimiser step consumes ``grad_accum`` micro-batches of ``batch_size`` clips on every rank, so the
-    effective batch is ``batch_size * grad_accum * world_size``.
+    The optimiser is AdamW (or 8-bit AdamW, ``optimizer``) with a linear learning-rate warm-up,
+    followed by a constant rate. One optimiser step consumes ``grad_accum`` micro-batches of
+    ``batch_size`` clips on every rank, so the effective batch is ``batch_size * grad_accum * world_size``.
     """
 
     batch_size: int = 8

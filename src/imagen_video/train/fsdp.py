@@ -95,6 +95,17 @@ def make_optimizer(
     options = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
     if name == "adamw":
         return torch.optim.AdamW(params, **options)
+    adamw8bit = eight_bit_adamw()
+    from torch.distributed.tensor import DTensor
+
+    params = list(params)
+    if any(isinstance(p, DTensor) for p in params):
+        _no_shared_compile_cache()
+    return adamw8bit(params, **options)
+
+
+def eight_bit_adamw() -> type[torch.optim.Optimizer]:
+    """torchao's ``AdamW8bit`` class; ImportError naming the package and the extra when it is missing."""
     try:
         from torchao.optim import AdamW8bit
     except ImportError:
@@ -102,12 +113,7 @@ def make_optimizer(
             f"--optimizer adamw8bit needs {EIGHT_BIT_PACKAGE}: pip install 'imagen-video[scale]' "
             f"(or pip install {EIGHT_BIT_PACKAGE})"
         ) from None
-    from torch.distributed.tensor import DTensor
-
-    params = list(params)
-    if any(isinstance(p, DTensor) for p in params):
-        _no_shared_compile_cache()
-    return AdamW8bit(params, **options)
+    return AdamW8bit
 
 
 def _no_shared_compile_cache() -> None:
