@@ -110,6 +110,5 @@ def _shard_like(full: torch.Tensor, param: torch.Tensor) -> torch.Tensor:
     placed = DTensor.from_local(
         local, param.device_mesh, param.placements, run_check=False, shape=param.shape, stride=param.stride()
     )
-    return placed.to(
-        param.device
-    )  # from_local moves to the mesh's device; CPU offload keeps state on the host
+    # from_local moves the shard to the mesh's device; under CPU offload the state stays on the host
+    return placed.to(param.device)
