@@ -232,6 +232,15 @@ def test_finetune_refuses_an_existing_adapter_and_resumes_to_more_steps(tuned, t
     assert any(not torch.equal(before["base"][k], after["base"][k]) for k in before["base"])
 
 
+def test_finetune_refuses_the_eight_bit_optimizer(tuned, tmp_path) -> None:
+    cfg = tuned["cfg"].replace(optimizer="adamw8bit")
+    with pytest.raises(TrainSetupError, match="adapters with AdamW; drop adamw8bit"):
+        finetune(
+            tuned["model"], ["base"], tuned["orange"], tmp_path / "a", tuned["spec"], cfg,
+            device="cpu", progress=False, text_cache=tuned["cache"],
+        )  # fmt: skip
+
+
 def test_generate_lora_merges_and_a_foreign_base_is_refused(tuned, tmp_path, capsys) -> None:
     plain = Cascade.from_pretrained(tuned["model"])
     adapted = apply_adapters(

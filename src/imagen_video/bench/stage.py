@@ -198,7 +198,8 @@ def _build(stage: StageConfig, device: torch.device, seed: int) -> torch.nn.Modu
 def measure_train(
     spec: StageBenchSpec, stage: StageConfig, device: torch.device, text_tokens: int
 ) -> dict[str, Any]:
-    """Time train steps of ``spec`` (see the module docstring); returns step_s and peak memory."""
+    """Time train steps of ``spec`` (see the module docstring); returns step_s and the loss of every
+    step run, warm-up included (the same draws with and without ``compile``)."""
     from imagen_video.diffusion import diffusion_loss
     from imagen_video.train.fsdp import make_optimizer, shard_unet, single_process_group
 
@@ -227,17 +228,21 @@ def measure_train(
             with amp:
                 return net(z_t, logsnr, tokens, mask, **extra).float()
 
+        losses: list[torch.Tensor] = []
+
         def step() -> None:
             loss = diffusion_loss(predict, x, stage.diffusion, generator=noise_gen).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
+            losses.append(loss.detach())  # read after timing: no device sync inside a timed step
 
         model.train()
         if cuda:
             torch.cuda.reset_peak_memory_stats(device)
-        return {"step_s": median_time(step, repeats=spec.repeats, warmup=spec.warmup, device=device)}
+        step_s = median_time(step, repeats=spec.repeats, warmup=spec.warmup, device=device)
+        return {"step_s": step_s, "losses": [float(loss) for loss in losses]}
 
 
 def measure_sample(

@@ -2,7 +2,8 @@
 
     imagen-video train --stage base --data DATA --out runs/base [--cascade demo] [--config train.json]
                        [--resume] [--max-steps N] [--batch-size N] [--lr X] [--t-max T]
-                       [--text-cache DIR]
+                       [--text-cache DIR] [--fsdp [--cpu-offload]] [--checkpointing]
+                       [--optimizer adamw|adamw8bit]
     torchrun --nproc_per_node 2 -m imagen_video.cli train ...   (data-parallel, same arguments)
 
 Bad input (unknown stage, missing data path, empty dataset, caption file without media) fails before
@@ -21,6 +22,9 @@ from typing import TYPE_CHECKING
 from imagen_video.cli import UserError
 from imagen_video.cli._train_knobs import add_knob_arguments
 from imagen_video.cli._types import positive_int
+
+OPTIMIZER_CHOICES = ("adamw", "adamw8bit")
+"""``--optimizer`` values (imagen_video.train.fsdp.OPTIMIZERS, named here so ``--help`` imports no torch)."""
 
 if TYPE_CHECKING:
     from imagen_video.cascade.config import StageConfig
@@ -87,7 +91,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--device", default=None, help="torch device (default: cuda:<local rank> if available)"
     )
-    parser.add_argument("--fsdp", action="store_true", help="shard parameters with FSDP (under torchrun)")
+    parser.add_argument(
+        "--fsdp",
+        action="store_true",
+        help="shard parameters with FSDP2 per block (across torchrun ranks; one rank in one process)",
+    )
+    parser.add_argument(
+        "--cpu-offload",
+        action="store_true",
+        help="keep sharded parameters, gradients and optimizer state in host memory (needs --fsdp)",
+    )
+    parser.add_argument(
+        "--optimizer",
+        choices=OPTIMIZER_CHOICES,
+        default=None,
+        help="adamw (default) or adamw8bit: torchao's 8-bit AdamW, a quarter of the optimizer memory "
+        "(pip install 'imagen-video[scale]')",
+    )
     parser.add_argument(
         "--checkpointing",
         action="store_true",
@@ -111,6 +131,7 @@ def run(args: argparse.Namespace) -> int:
     from imagen_video.data import DatasetError
     from imagen_video.io_safety import check_dir_output
     from imagen_video.train import TrainSetupError, load_train_config, resolve_cascade, train_stage
+    from imagen_video.train.fsdp import eight_bit_adamw
 
     try:
         check_dir_output(args.out)
@@ -120,14 +141,18 @@ def run(args: argparse.Namespace) -> int:
             stage = stage.replace(diffusion=stage.diffusion.replace(t_max=args.t_max))
         overrides = {"max_steps": args.max_steps, "batch_size": args.batch_size, "lr": args.lr}
         overrides.update(knob_overrides(args), skip_uncaptioned=args.skip_uncaptioned or None)
+        flags = {
+            "fsdp": args.fsdp,
+            "activation_checkpointing": args.checkpointing,
+            "cpu_offload": args.cpu_offload,
+        }
+        overrides.update({k: True for k, on in flags.items() if on}, optimizer=args.optimizer)
         train_cfg = load_train_config(args.config, **overrides)
-        if args.fsdp:
-            train_cfg = train_cfg.replace(fsdp=True)
-        if args.checkpointing:
-            train_cfg = train_cfg.replace(activation_checkpointing=True)
+        if train_cfg.optimizer == "adamw8bit":
+            eight_bit_adamw()  # before the dataset and the model: the package must be installed
     except KeyError as err:
         raise UserError(err.args[0]) from None
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, ImportError) as err:
         raise UserError(str(err)) from None
     if int(os.environ.get("RANK", "0")) == 0:
         _advise(args, stage, train_cfg)

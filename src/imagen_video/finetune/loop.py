@@ -154,6 +154,8 @@ class LoraTrainer(_Trainer):
         cfg, ctx = self.cfg, self.ctx
         if cfg.fsdp:
             raise TrainSetupError("finetune trains small adapters and does not shard them; drop fsdp")
+        if cfg.optimizer != "adamw":
+            raise TrainSetupError(f"finetune trains small adapters with AdamW; drop {cfg.optimizer}")
         model = VideoUNet(self.stage.unet)
         state = load_stage_weights(self.base_dir, self.stage)
         check_weights_match(self.stage, model, state)

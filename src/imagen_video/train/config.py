@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from imagen_video.serialization import JsonConfig
+from imagen_video.train.fsdp import OPTIMIZERS
 
 Precision = Literal["fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -26,9 +27,9 @@ class TrainSetupError(ValueError):
 class TrainConfig(JsonConfig):
     """Optimiser, EMA, schedule and bookkeeping settings for ``train_stage``.
 
-    The optimiser is AdamW with a linear learning-rate warm-up, followed by a constant rate. One
-    optimiser step consumes ``grad_accum`` micro-batches of ``batch_size`` clips on every rank, so the
-    effective batch is ``batch_size * grad_accum * world_size``.
+    The optimiser is AdamW (or 8-bit AdamW, ``optimizer``) with a linear learning-rate warm-up,
+    followed by a constant rate. One optimiser step consumes ``grad_accum`` micro-batches of
+    ``batch_size`` clips on every rank, so the effective batch is ``batch_size * grad_accum * world_size``.
     """
 
     batch_size: int = 8
@@ -76,7 +77,14 @@ class TrainConfig(JsonConfig):
     """Joint training (paper sec. 2.6): fraction of micro-batch slots drawn from image items; None
     keeps the dataset's own image/video mix. Ignored for stages that do not use images."""
     fsdp: bool = False
-    """Shard parameters with FSDP instead of replicating them with DistributedDataParallel."""
+    """Shard parameters with FSDP instead of replicating them with DistributedDataParallel (one process:
+    a one-rank group, so ``cpu_offload`` applies on one device too)."""
+    cpu_offload: bool = False
+    """With ``fsdp``: keep the sharded parameters, gradients and optimizer state in host memory
+    (FSDP2's ``CPUOffloadPolicy``; docs/performance.md, "Paper scale")."""
+    optimizer: str = "adamw"
+    """"adamw" (torch, fp32 state) or "adamw8bit" (torchao's 8-bit AdamW: one byte per state value plus
+    a scale per 256-value block; the ``scale`` extra). A run resumes only with the optimizer it saved."""
     activation_checkpointing: bool = False
     """Recompute each space-time block's forward in the backward pass (the U-Net's
     ``gradient_checkpointing``): activation memory of about one block's input per block instead of all
@@ -122,6 +130,10 @@ class TrainConfig(JsonConfig):
             raise ValueError(f"TrainConfig.ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"TrainConfig.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.cpu_offload and not self.fsdp:
+            raise ValueError("TrainConfig.cpu_offload needs fsdp (--cpu-offload needs --fsdp)")
         if self.image_fraction is not None and not 0.0 <= self.image_fraction <= 1.0:
             raise ValueError(
                 f"TrainConfig.image_fraction must be in [0, 1] or None, got {self.image_fraction!r}"

@@ -75,19 +75,28 @@ def shutdown_distributed(ctx: DistContext) -> None:
         dist.destroy_process_group()
 
 
-def wrap_model(model: nn.Module, ctx: DistContext, *, fsdp: bool = False) -> nn.Module:
+def wrap_model(
+    model: nn.Module,
+    ctx: DistContext,
+    *,
+    fsdp: bool = False,
+    cpu_offload: bool = False,
+    mixed_precision: bool = False,
+) -> nn.Module:
     """Wrap ``model`` (already on ``ctx.device``) for data-parallel training.
 
-    FSDP shards every space-time block and then the root (:func:`imagen_video.train.fsdp.shard_unet`);
-    DDP replicates.
-    A single process gets the module back unchanged (also with ``fsdp``, which needs a process group).
+    FSDP shards every space-time block and then the root (:func:`imagen_video.train.fsdp.shard_unet`;
+    ``cpu_offload``: FSDP2's ``CPUOffloadPolicy``; ``mixed_precision``: bf16 compute, fp32 gradient
+    reduction); it needs a started process group, also in one process
+    (:func:`imagen_video.train.fsdp.single_process_group`). DDP replicates; a single process without
+    ``fsdp`` gets the module back unchanged.
     """
-    if not ctx.distributed:
-        return model
     if fsdp:
         from imagen_video.train.fsdp import shard_unet
 
-        return shard_unet(model)
+        return shard_unet(model, cpu_offload=cpu_offload, mixed_precision=mixed_precision)
+    if not ctx.distributed:
+        return model
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False)
 

@@ -48,7 +48,10 @@ def shard_unet(
     policy = MixedPrecisionPolicy()
     if mixed_precision:
         policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
-    offload = CPUOffloadPolicy() if cpu_offload else OffloadPolicy()
+    # pinned host memory speeds the copies to an accelerator; without one there is nothing to pin for
+    offload = (
+        CPUOffloadPolicy(pin_memory=torch.accelerator.is_available()) if cpu_offload else OffloadPolicy()
+    )
     for param in model.parameters():  # FSDP shards flat storage: no channels-last parameters
         param.data = param.data.contiguous()
     options = {"mp_policy": policy, "offload_policy": offload}
@@ -84,12 +87,25 @@ def make_optimizer(
     eps: float = 1e-8,
     weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
-    """AdamW (``"adamw"``) or torchao's 8-bit AdamW (``"adamw8bit"``); ImportError naming the package."""
+    """AdamW (``"adamw"``) or torchao's 8-bit AdamW (``"adamw8bit"``); ImportError naming the package.
+    For 8-bit AdamW over FSDP2 shards, torch.compile's on-disk caches are turned off in this process
+    (see :func:`_no_shared_compile_cache`)."""
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {name!r}")
     options = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
     if name == "adamw":
         return torch.optim.AdamW(params, **options)
+    adamw8bit = eight_bit_adamw()
+    from torch.distributed.tensor import DTensor
+
+    params = list(params)
+    if any(isinstance(p, DTensor) for p in params):
+        _no_shared_compile_cache()
+    return adamw8bit(params, **options)
+
+
+def eight_bit_adamw() -> type[torch.optim.Optimizer]:
+    """torchao's ``AdamW8bit`` class; ImportError naming the package and the extra when it is missing."""
     try:
         from torchao.optim import AdamW8bit
     except ImportError:
@@ -97,7 +113,29 @@ def make_optimizer(
             f"--optimizer adamw8bit needs {EIGHT_BIT_PACKAGE}: pip install 'imagen-video[scale]' "
             f"(or pip install {EIGHT_BIT_PACKAGE})"
         ) from None
-    return AdamW8bit(params, **options)
+    return AdamW8bit
+
+
+def _no_shared_compile_cache() -> None:
+    """Turn off torch.compile's on-disk graph caches in this process. torchao compiles its update per
+    parameter shape; under FSDP2 a cache entry is keyed by the parameter's global shape, so a rank
+    whose shard of an unevenly split parameter differs (e.g. 3 rows over 2 ranks: 2 and 1) can load
+    another rank's graph and fail its size check. Each process then compiles its own graphs."""
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    inductor_config.fx_graph_cache = False
+    functorch_config.enable_autograd_cache = False
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every parameter group's learning rate; torchao's optimizers keep it as a tensor, which is
+    filled in place (their compiled step refuses a float)."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
 def optimizer_state_bytes_per_param(name: str) -> float:

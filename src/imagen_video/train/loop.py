@@ -39,6 +39,7 @@ from imagen_video.train import distributed as dist_utils
 from imagen_video.train.config import DATA_ORDER_FIELDS, TrainConfig, TrainSetupError, lr_at, preview_interval
 from imagen_video.train.data_stream import make_loader, open_dataset
 from imagen_video.train.ema import EMA
+from imagen_video.train.fsdp import make_optimizer, set_learning_rate, single_process_group
 from imagen_video.train.monitor import CsvLog, StopSignal, progress_bar
 from imagen_video.train.preview import sample_preview, write_previews
 from imagen_video.train.resume import load_newest_valid
@@ -149,7 +150,7 @@ class _Trainer:
 
     def _build_model(self, init: dict[str, torch.Tensor] | None = None) -> None:
         """U-Net (seeded init, identical on all ranks, or the ``init`` weights), EMA copy, DDP/FSDP
-        wrapper, AdamW, noise generator."""
+        wrapper, AdamW or 8-bit AdamW (:func:`imagen_video.train.fsdp.make_optimizer`), noise generator."""
         cfg, ctx = self.cfg, self.ctx
         model = VideoUNet(self.stage.unet, generator=torch.Generator().manual_seed(cfg.seed))
         if init is not None:
@@ -158,12 +159,17 @@ class _Trainer:
         self.ema = EMA(model, cfg.ema_decay, warmup=cfg.ema_warmup)
         if cfg.activation_checkpointing:  # the training module only: the EMA copy is saved as the stage
             model.config = model.config.replace(gradient_checkpointing=True)
-        self.model = dist_utils.wrap_model(model, ctx, fsdp=cfg.fsdp)
-        self.sharded = cfg.fsdp and ctx.distributed
+        shard = {  # FSDP2 computes in bf16 where autocast would (the memory model's bf16 case)
+            "cpu_offload": cfg.cpu_offload,
+            "mixed_precision": cfg.precision == "bf16" and ctx.device.type == "cuda",
+        }
+        self.model = dist_utils.wrap_model(model, ctx, fsdp=cfg.fsdp, **shard)
+        self.sharded = cfg.fsdp
         if self.sharded:
-            dist_utils.wrap_model(self.ema.model, ctx, fsdp=True)
-        self.optimizer = torch.optim.AdamW(
+            dist_utils.wrap_model(self.ema.model, ctx, fsdp=True, **shard)
+        self.optimizer = make_optimizer(
             self.model.parameters(),
+            cfg.optimizer,
             lr=lr_at(0, cfg),
             betas=cfg.adam_betas,
             eps=cfg.adam_eps,
@@ -213,9 +219,15 @@ class _Trainer:
         dist_utils.barrier(self.ctx)
 
     def _check_compatible(self, path: Path, state: dict[str, Any]) -> None:
-        """Refuse a checkpoint of another network; say when the training draws or the data order of
-        the run change."""
+        """Refuse a checkpoint of another network or optimizer; say when the training draws or the data
+        order of the run change."""
         saved = StageConfig.from_dict(state["stage_config"])
+        optimizer = state["train_config"].get("optimizer", "adamw")
+        if optimizer != self.cfg.optimizer:
+            raise TrainSetupError(
+                f"checkpoint {path} holds {optimizer} optimizer state, this run uses {self.cfg.optimizer}; "
+                f"resume with --optimizer {optimizer} or choose another output directory"
+            )
         if saved.trained_network() != self.stage.trained_network():
             raise TrainSetupError(
                 f"checkpoint {path} was trained for a different stage network ({saved.name!r}); resume "
@@ -306,8 +318,7 @@ class _Trainer:
         micro = [next(batches) for _ in range(self.cfg.grad_accum)]
         texts = [self.cache.lookup(b["caption"]) for b in micro]
         lr = lr_at(self.step, self.cfg)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_learning_rate(self.optimizer, lr)
         out = train_step(
             self.model,
             micro,
@@ -463,8 +474,10 @@ def train_stage(
     from imagen_video.io_safety import LockedError
 
     ctx = dist_utils.init_distributed(device)
+    # one process with fsdp shards in a one-rank group (what CPU offload on one device needs)
+    group = single_process_group(ctx.device) if train_cfg.fsdp else contextlib.nullcontext()
     try:
-        with _run_lock(out_dir, ctx):
+        with _run_lock(out_dir, ctx), group:
             text = {"encoder": text_encoder, "max_length": text_max_length, "cache_dir": text_cache}
             trainer = _Trainer(
                 stage_cfg,

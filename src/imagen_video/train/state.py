@@ -23,6 +23,8 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from imagen_video.train.lowbit_state import join_states, place_states, split_state
+
 if TYPE_CHECKING:
     from imagen_video.train.ema import EMA
 
@@ -59,22 +61,32 @@ def optimizer_tensors(
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Split the optimizer's full state into tensors ``"<param name>/<key>"`` and JSON (param groups).
 
+    8-bit state (torchao's AdamW8bit) is stored as its plain parts ``"<param name>/<key>.codes"``,
+    ``.scale`` and ``.qmap``, listed in the JSON's ``packed`` (:mod:`imagen_video.train.lowbit_state`).
     In a process group the full state is gathered on rank 0 only; other ranks get empty results.
     """
     full = get_optimizer_state_dict(model, optimizer, options=_FULL)
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
+    packed: dict[str, dict[str, Any]] = {}
     for param_name, entry in full.get("state", {}).items():
         for key, value in entry.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"{param_name}{_SEP}{key}"] = value
+                parts, meta = split_state(f"{param_name}{_SEP}{key}", value)
+                tensors.update(parts)
+                if meta is not None:
+                    packed[f"{param_name}{_SEP}{key}"] = meta
             else:
                 scalars.setdefault(param_name, {})[key] = value
-    groups = [
-        {k: list(v) if isinstance(v, tuple) else v for k, v in g.items()}
-        for g in full.get("param_groups", [])
-    ]
-    return tensors, {"param_groups": groups, "scalars": scalars}
+    groups = [{k: _json_value(v) for k, v in g.items()} for g in full.get("param_groups", [])]
+    return tensors, {"param_groups": groups, "scalars": scalars, "packed": packed}
+
+
+def _json_value(value: Any) -> Any:
+    """A param-group value for JSON: tuples as lists, a 0-d tensor (torchao's learning rate) as a number."""
+    if isinstance(value, tuple):
+        return list(value)
+    return value.item() if isinstance(value, torch.Tensor) else value
 
 
 def load_optimizer_tensors(
@@ -82,7 +94,10 @@ def load_optimizer_tensors(
 ) -> None:
     """Inverse of :func:`optimizer_tensors`: rebuild the full optimizer state and load it."""
     state: dict[str, dict[str, Any]] = {}
-    for flat, value in tensors.items():
+    tensor_lrs = [g["lr"] if isinstance(g["lr"], torch.Tensor) else None for g in optimizer.param_groups]
+    joined = join_states(tensors, meta.get("packed", {}))
+    eight_bit = {name: joined.pop(name) for name in meta.get("packed", {})}  # placed after the rest
+    for flat, value in joined.items():
         param_name, key = flat.rsplit(_SEP, 1)
         state.setdefault(param_name, {})[key] = value
     for param_name, entry in meta["scalars"].items():
@@ -94,9 +109,12 @@ def load_optimizer_tensors(
         {"state": state, "param_groups": groups},
         options=StateDictOptions(full_state_dict=True),
     )
-    for group in optimizer.param_groups:  # JSON has no tuples: restore AdamW's (beta1, beta2) type
-        if isinstance(group.get("betas"), list):
+    place_states(model, optimizer, eight_bit)
+    for group, tensor_lr in zip(optimizer.param_groups, tensor_lrs, strict=True):
+        if isinstance(group.get("betas"), list):  # JSON has no tuples: restore AdamW's (beta1, beta2) type
             group["betas"] = tuple(group["betas"])
+        if tensor_lr is not None:  # torchao's optimizers keep the learning rate as a tensor
+            group["lr"] = torch.tensor(group["lr"], dtype=tensor_lr.dtype, device=tensor_lr.device)
 
 
 def capture_rng(generator: torch.Generator) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

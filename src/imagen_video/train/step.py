@@ -44,8 +44,13 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def model_device(model: nn.Module) -> torch.device:
-    """Device of the model's first parameter."""
-    return next(model.parameters()).device
+    """Device the model computes on: its first parameter's, or under FSDP2 CPU offload (sharded
+    parameters held in host memory) the current device of its device mesh's accelerator."""
+    param = next(model.parameters())
+    mesh = getattr(param, "device_mesh", None)
+    if mesh is not None and mesh.device_type != param.device.type:
+        return torch.device(mesh.device_type, torch.get_device_module(mesh.device_type).current_device())
+    return param.device
 
 
 def _sr_conditioning(
