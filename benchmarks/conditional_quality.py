@@ -17,6 +17,7 @@ and the seam are the model's, not a copy of the input. Seeds and prompts are fix
     python benchmarks/conditional_quality.py --out benchmarks/results/conditional_quality_demo.json
     python benchmarks/conditional_quality.py --methods reconstruction --weight 5 --limit extend=12
     python benchmarks/conditional_quality.py --merge a.json b.json --out all.json  # runs over --start
+    python benchmarks/conditional_quality.py --tasks extend --steps base=32  # a stage's sampling changed
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import torch
 
 from imagen_video.cascade import Cascade
 from imagen_video.cascade.conditioning import METHODS
+from imagen_video.cli._options import GUIDANCE_SYNTAX, parse_overrides
 from imagen_video.serialization import atomic_write_json
 from imagen_video.world import ALL_COMBOS, ALL_STILLS, MOTIONS, Combo, analyze_clip, render_clip
 from imagen_video.world.analyze import measure_frames
@@ -70,6 +72,15 @@ def slope(values: np.ndarray) -> float:
     return float(tc @ (values - values.mean()) / (tc @ tc))
 
 
+def seam_ratio(clip: torch.Tensor, video: torch.Tensor, motion: str) -> float | None:
+    """The object's velocity across the seam of ``video`` (C, T, H, W), the slope over frames
+    ``SEAM``, over its velocity inside the given ``clip`` (C, CONTEXT, H, W); None when the object is
+    missing from a seam frame. 1 for a continuation at the clip's own constant speed."""
+    inside, _ = track(clip, motion)
+    position, present = track(video, motion)
+    return slope(position[SEAM]) / slope(inside) if present[SEAM].all() else None
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR (dB) of two images in [0, 1]."""
     mse = float(((a - b) ** 2).mean())
@@ -86,12 +97,14 @@ def in_batches(items: list, size: int, work: Callable[[list, int], list[dict]]) 
 
 
 def sampling(method: str, args: argparse.Namespace, index: int) -> dict:
-    """The options every task samples with: the method, ``w_r``, the model's own known frames, and
-    batch ``index``'s generator (so a run split with ``--start`` draws what one run would)."""
+    """The options every task samples with: the method, ``w_r``, the model's own known frames, the
+    stages' sampling overrides, and batch ``index``'s generator (so a run split with ``--start`` draws
+    what one run would)."""
     return {
         "method": method,
         "weight": args.weight,
         "keep_input": False,
+        "overrides": args.overrides,
         "generator": torch.Generator().manual_seed(args.seed + args.start // args.batch + index),
         "progress": False,
     }
@@ -135,9 +148,7 @@ def run_extend(cascade: Cascade, combos: Cases, method: str, args: argparse.Name
         ).video
         rows = []
         for (c, _), video, clip in zip(batch, out, clips, strict=True):
-            inside, present_in = track(clip[:, :CONTEXT], c.motion)  # type: ignore[arg-type]
-            position, present = track(video, c.motion)  # type: ignore[arg-type]
-            ratio = slope(position[SEAM]) / slope(inside) if present[SEAM].all() else None
+            ratio = seam_ratio(clip[:, :CONTEXT], video, c.motion)  # type: ignore[arg-type]
             rows.append(
                 {
                     "prompt": c.caption,
@@ -249,6 +260,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    parser.add_argument(
+        "--steps", action="append", default=[], metavar="[STAGE=]N", help="sampler steps (as generate's)"
+    )
+    parser.add_argument("--guidance", action="append", default=[], metavar="SPEC", help=GUIDANCE_SYNTAX)
     parser.add_argument("--start", type=int, default=0, help="skip the first N cases of every task")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join the results of these runs instead")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -258,6 +273,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     cascade = Cascade.from_pretrained(args.model, device=args.device)
+    args.overrides = parse_overrides(cascade.config, steps=args.steps, guidance=args.guidance)
     limits = parse_limits(args.limit)
     cells: dict[str, dict[str, object]] = {}
     for method in args.methods.split(","):
@@ -277,6 +293,8 @@ def main() -> None:
         "machine": f"{platform.machine()} {args.device}, {args.threads} thread(s), torch {torch.__version__}",
         "cascade": str(args.model),
         "weight_w_r": args.weight,
+        "steps": args.steps,
+        "guidance": args.guidance,
         "keep_input": False,
         "cells": cells,
     }

@@ -54,3 +54,19 @@ def test_merge_joins_rows_and_summarizes_again(bench: dict, tmp_path: Path) -> N
     cell = merged["cells"]["replacement/animate"]
     assert cell["videos"] == 4 and cell["match"] == 0.75 and cell["seconds"] == 3.0
     assert merged["command"] == ["run 1.0", "run 2.0"]
+
+
+@pytest.mark.parametrize("motion", MOTIONS)
+def test_seam_ratio_reads_one_on_a_rendered_continuation(bench: dict, motion: str) -> None:
+    from imagen_video.world import Combo
+
+    clip = bench["render"](Combo("green", "circle", motion), 32, 48, 80, 11)  # (C, 32, H, W)
+    context = clip[:, : bench["CONTEXT"]]
+    assert bench["seam_ratio"](context, clip, motion) == pytest.approx(1.0, abs=0.1)
+    faster = clip[:, list(range(16)) + list(range(17, 32, 2))]  # twice the speed after frame 15
+    assert bench["seam_ratio"](context, faster, motion) == pytest.approx(2.0, abs=0.2)
+    stalled = torch.cat([clip[:, :16], clip[:, 15:16].expand(-1, 16, -1, -1)], dim=1)
+    assert bench["seam_ratio"](context, stalled, motion) == pytest.approx(0.0, abs=0.05)  # no jump, a stall
+    gone = clip.clone()
+    gone[:, 17] = 0.0
+    assert bench["seam_ratio"](context, gone, motion) is None
