@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imagen_video.cascade import Cascade
+from imagen_video.cascade import Cascade, CascadeStep
 from imagen_video.cascade.conditioning import METHODS
 from imagen_video.cli._options import GUIDANCE_SYNTAX, parse_overrides
 from imagen_video.serialization import atomic_write_json
@@ -79,6 +79,24 @@ def seam_ratio(clip: torch.Tensor, video: torch.Tensor, motion: str) -> float | 
     inside, _ = track(clip, motion)
     position, present = track(video, motion)
     return slope(position[SEAM]) / slope(inside) if present[SEAM].all() else None
+
+
+def stage_positions(stages: dict[str, torch.Tensor], clip: torch.Tensor, motion: str) -> dict[str, object]:
+    """Where each stage put the object in an extension of ``clip``'s first ``CONTEXT`` frames.
+
+    ``stages``: each stage's output (C, T_stage, H, W) in [-1, 1]; ``clip`` the whole rendered clip
+    (C, T, H, W). Positions are in frames of the clip's own motion, from its frame 0: stage frame k
+    stands for clip frame k F (F = T / T_stage), where a continuation at the clip's speed reads k F.
+    ``base_ratio``: the first stage's velocity from its last known frame on, over the clip's."""
+    truth, _ = track(clip, motion)
+    speed = slope(truth[:CONTEXT])
+    positions = {}
+    for name, video in stages.items():
+        position, _ = track(((video + 1.0) / 2.0).clamp(0.0, 1.0), motion)
+        positions[name] = [round(float(p), 2) for p in (position - truth[0]) / speed]
+    base = np.array(next(iter(positions.values())))
+    factor = clip.shape[1] // len(base)
+    return {"stage_positions": positions, "base_ratio": slope(base[CONTEXT // factor - 1 :]) / factor}
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -140,14 +158,21 @@ def run_extend(cascade: Cascade, combos: Cases, method: str, args: argparse.Name
 
     def work(batch: Cases, index: int) -> list[dict]:
         clips = torch.stack([render(c, top.frames, top.height, top.width, seed) for c, seed in batch])
+        stages: dict[str, torch.Tensor] = {}  # each stage's last x_hat, (B, C, T, H, W) in [-1, 1]
+
+        def keep_last(step: CascadeStep) -> None:
+            if step.step == step.steps - 1:
+                stages[step.stage] = step.x_hat.detach().float().cpu()
+
         out = cascade.extend(
             clips[:, :, :CONTEXT],
             [c.caption for c, _ in batch],
             frames=top.frames - CONTEXT,
+            callback=keep_last if args.stage_positions else None,
             **sampling(method, args, index),
         ).video
         rows = []
-        for (c, _), video, clip in zip(batch, out, clips, strict=True):
+        for i, ((c, _), video, clip) in enumerate(zip(batch, out, clips, strict=True)):
             ratio = seam_ratio(clip[:, :CONTEXT], video, c.motion)  # type: ignore[arg-type]
             rows.append(
                 {
@@ -157,6 +182,8 @@ def run_extend(cascade: Cascade, combos: Cases, method: str, args: argparse.Name
                     "seam_ok": ratio is not None and abs(ratio - 1.0) <= 0.25,
                 }
             )
+            if stages:
+                rows[-1].update(stage_positions({k: v[i] for k, v in stages.items()}, clip, c.motion))  # type: ignore[arg-type]
         return rows
 
     return in_batches(combos, args.batch, work)
@@ -202,6 +229,11 @@ def summarize(rows: list[dict]) -> dict[str, object]:
     if "seam_ratio" in rows[0]:
         ratios = [r["seam_ratio"] for r in rows if r["seam_ratio"] is not None]
         summary["seam_ratio_median"] = float(np.median(ratios)) if ratios else None
+    if "base_ratio" in rows[0]:
+        base = np.array([r["base_ratio"] for r in rows])
+        summary["base_within_25"] = float((abs(base - 1.0) <= 0.25).mean())
+        pairs = np.array([(r["base_ratio"], r["seam_ratio"]) for r in rows if r["seam_ratio"] is not None])
+        summary["base_seam_correlation"] = float(np.corrcoef(pairs.T)[0, 1])
     return summary
 
 
@@ -264,6 +296,11 @@ def main() -> None:
         "--steps", action="append", default=[], metavar="[STAGE=]N", help="sampler steps (as generate's)"
     )
     parser.add_argument("--guidance", action="append", default=[], metavar="SPEC", help=GUIDANCE_SYNTAX)
+    parser.add_argument(
+        "--stage-positions",
+        action="store_true",
+        help="extend: record where every stage puts the object (rows' stage_positions, base_ratio)",
+    )
     parser.add_argument("--start", type=int, default=0, help="skip the first N cases of every task")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join the results of these runs instead")
     parser.add_argument("--out", help="write the results as JSON here")

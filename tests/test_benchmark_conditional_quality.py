@@ -70,3 +70,16 @@ def test_seam_ratio_reads_one_on_a_rendered_continuation(bench: dict, motion: st
     gone = clip.clone()
     gone[:, 17] = 0.0
     assert bench["seam_ratio"](context, gone, motion) is None
+
+
+def test_stage_positions_count_frames_of_the_clips_own_motion(bench: dict) -> None:
+    from imagen_video.world import Combo
+
+    clip = bench["render"](Combo("red", "square", "moving down"), 32, 48, 80, 5)
+    stages = {"base": clip[:, ::4] * 2 - 1, "top": clip * 2 - 1}  # a continuation at the clip's speed
+    out = bench["stage_positions"](stages, clip, "moving down")
+    assert np.allclose(out["stage_positions"]["base"], np.arange(0, 32, 4), atol=0.15)
+    assert np.allclose(out["stage_positions"]["top"], np.arange(32), atol=0.15)
+    assert out["base_ratio"] == pytest.approx(1.0, abs=0.02)
+    faster = {"base": torch.cat([clip[:, 0:16:4], clip[:, 20:32:4]], dim=1) * 2 - 1}  # jumps ahead by 4
+    assert bench["stage_positions"](faster, clip[:, :28], "moving down")["base_ratio"] > 1.2
