@@ -17,6 +17,7 @@ and the seam are the model's, not a copy of the input. Seeds and prompts are fix
     python benchmarks/conditional_quality.py --out benchmarks/results/conditional_quality_demo.json
     python benchmarks/conditional_quality.py --methods reconstruction --weight 5 --limit extend=12
     python benchmarks/conditional_quality.py --merge a.json b.json --out all.json  # runs over --start
+    python benchmarks/conditional_quality.py --tasks extend --steps base=32  # a stage's sampling changed
 """
 
 from __future__ import annotations
@@ -34,8 +35,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imagen_video.cascade import Cascade
+from imagen_video.cascade import Cascade, CascadeStep
 from imagen_video.cascade.conditioning import METHODS
+from imagen_video.cli._options import GUIDANCE_SYNTAX, parse_overrides
 from imagen_video.serialization import atomic_write_json
 from imagen_video.world import ALL_COMBOS, ALL_STILLS, MOTIONS, Combo, analyze_clip, render_clip
 from imagen_video.world.analyze import measure_frames
@@ -70,6 +72,33 @@ def slope(values: np.ndarray) -> float:
     return float(tc @ (values - values.mean()) / (tc @ tc))
 
 
+def seam_ratio(clip: torch.Tensor, video: torch.Tensor, motion: str) -> float | None:
+    """The object's velocity across the seam of ``video`` (C, T, H, W), the slope over frames
+    ``SEAM``, over its velocity inside the given ``clip`` (C, CONTEXT, H, W); None when the object is
+    missing from a seam frame. 1 for a continuation at the clip's own constant speed."""
+    inside, _ = track(clip, motion)
+    position, present = track(video, motion)
+    return slope(position[SEAM]) / slope(inside) if present[SEAM].all() else None
+
+
+def stage_positions(stages: dict[str, torch.Tensor], clip: torch.Tensor, motion: str) -> dict[str, object]:
+    """Where each stage put the object in an extension of ``clip``'s first ``CONTEXT`` frames.
+
+    ``stages``: each stage's output (C, T_stage, H, W) in [-1, 1]; ``clip`` the whole rendered clip
+    (C, T, H, W). Positions are in frames of the clip's own motion, from its frame 0: stage frame k
+    stands for clip frame k F (F = T / T_stage), where a continuation at the clip's speed reads k F.
+    ``base_ratio``: the first stage's velocity from its last known frame on, over the clip's."""
+    truth, _ = track(clip, motion)
+    speed = slope(truth[:CONTEXT])
+    positions = {}
+    for name, video in stages.items():
+        position, _ = track(((video + 1.0) / 2.0).clamp(0.0, 1.0), motion)
+        positions[name] = [round(float(p), 2) for p in (position - truth[0]) / speed]
+    base = np.array(next(iter(positions.values())))
+    factor = clip.shape[1] // len(base)
+    return {"stage_positions": positions, "base_ratio": slope(base[CONTEXT // factor - 1 :]) / factor}
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     """PSNR (dB) of two images in [0, 1]."""
     mse = float(((a - b) ** 2).mean())
@@ -86,12 +115,14 @@ def in_batches(items: list, size: int, work: Callable[[list, int], list[dict]]) 
 
 
 def sampling(method: str, args: argparse.Namespace, index: int) -> dict:
-    """The options every task samples with: the method, ``w_r``, the model's own known frames, and
-    batch ``index``'s generator (so a run split with ``--start`` draws what one run would)."""
+    """The options every task samples with: the method, ``w_r``, the model's own known frames, the
+    stages' sampling overrides, and batch ``index``'s generator (so a run split with ``--start`` draws
+    what one run would)."""
     return {
         "method": method,
         "weight": args.weight,
         "keep_input": False,
+        "overrides": args.overrides,
         "generator": torch.Generator().manual_seed(args.seed + args.start // args.batch + index),
         "progress": False,
     }
@@ -127,17 +158,22 @@ def run_extend(cascade: Cascade, combos: Cases, method: str, args: argparse.Name
 
     def work(batch: Cases, index: int) -> list[dict]:
         clips = torch.stack([render(c, top.frames, top.height, top.width, seed) for c, seed in batch])
+        stages: dict[str, torch.Tensor] = {}  # each stage's last x_hat, (B, C, T, H, W) in [-1, 1]
+
+        def keep_last(step: CascadeStep) -> None:
+            if step.step == step.steps - 1:
+                stages[step.stage] = step.x_hat.detach().float().cpu()
+
         out = cascade.extend(
             clips[:, :, :CONTEXT],
             [c.caption for c, _ in batch],
             frames=top.frames - CONTEXT,
+            callback=keep_last if args.stage_positions else None,
             **sampling(method, args, index),
         ).video
         rows = []
-        for (c, _), video, clip in zip(batch, out, clips, strict=True):
-            inside, present_in = track(clip[:, :CONTEXT], c.motion)  # type: ignore[arg-type]
-            position, present = track(video, c.motion)  # type: ignore[arg-type]
-            ratio = slope(position[SEAM]) / slope(inside) if present[SEAM].all() else None
+        for i, ((c, _), video, clip) in enumerate(zip(batch, out, clips, strict=True)):
+            ratio = seam_ratio(clip[:, :CONTEXT], video, c.motion)  # type: ignore[arg-type]
             rows.append(
                 {
                     "prompt": c.caption,
@@ -146,6 +182,8 @@ def run_extend(cascade: Cascade, combos: Cases, method: str, args: argparse.Name
                     "seam_ok": ratio is not None and abs(ratio - 1.0) <= 0.25,
                 }
             )
+            if stages:
+                rows[-1].update(stage_positions({k: v[i] for k, v in stages.items()}, clip, c.motion))  # type: ignore[arg-type]
         return rows
 
     return in_batches(combos, args.batch, work)
@@ -191,6 +229,11 @@ def summarize(rows: list[dict]) -> dict[str, object]:
     if "seam_ratio" in rows[0]:
         ratios = [r["seam_ratio"] for r in rows if r["seam_ratio"] is not None]
         summary["seam_ratio_median"] = float(np.median(ratios)) if ratios else None
+    if "base_ratio" in rows[0]:
+        base = np.array([r["base_ratio"] for r in rows])
+        summary["base_within_25"] = float((abs(base - 1.0) <= 0.25).mean())
+        pairs = np.array([(r["base_ratio"], r["seam_ratio"]) for r in rows if r["seam_ratio"] is not None])
+        summary["base_seam_correlation"] = float(np.corrcoef(pairs.T)[0, 1])
     return summary
 
 
@@ -249,6 +292,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
+    parser.add_argument(
+        "--steps", action="append", default=[], metavar="[STAGE=]N", help="sampler steps (as generate's)"
+    )
+    parser.add_argument("--guidance", action="append", default=[], metavar="SPEC", help=GUIDANCE_SYNTAX)
+    parser.add_argument(
+        "--stage-positions",
+        action="store_true",
+        help="extend: record where every stage puts the object (rows' stage_positions, base_ratio)",
+    )
     parser.add_argument("--start", type=int, default=0, help="skip the first N cases of every task")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join the results of these runs instead")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -258,6 +310,7 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     cascade = Cascade.from_pretrained(args.model, device=args.device)
+    args.overrides = parse_overrides(cascade.config, steps=args.steps, guidance=args.guidance)
     limits = parse_limits(args.limit)
     cells: dict[str, dict[str, object]] = {}
     for method in args.methods.split(","):
@@ -277,6 +330,8 @@ def main() -> None:
         "machine": f"{platform.machine()} {args.device}, {args.threads} thread(s), torch {torch.__version__}",
         "cascade": str(args.model),
         "weight_w_r": args.weight,
+        "steps": args.steps,
+        "guidance": args.guidance,
         "keep_input": False,
         "cells": cells,
     }

@@ -54,3 +54,32 @@ def test_merge_joins_rows_and_summarizes_again(bench: dict, tmp_path: Path) -> N
     cell = merged["cells"]["replacement/animate"]
     assert cell["videos"] == 4 and cell["match"] == 0.75 and cell["seconds"] == 3.0
     assert merged["command"] == ["run 1.0", "run 2.0"]
+
+
+@pytest.mark.parametrize("motion", MOTIONS)
+def test_seam_ratio_reads_one_on_a_rendered_continuation(bench: dict, motion: str) -> None:
+    from imagen_video.world import Combo
+
+    clip = bench["render"](Combo("green", "circle", motion), 32, 48, 80, 11)  # (C, 32, H, W)
+    context = clip[:, : bench["CONTEXT"]]
+    assert bench["seam_ratio"](context, clip, motion) == pytest.approx(1.0, abs=0.1)
+    faster = clip[:, list(range(16)) + list(range(17, 32, 2))]  # twice the speed after frame 15
+    assert bench["seam_ratio"](context, faster, motion) == pytest.approx(2.0, abs=0.2)
+    stalled = torch.cat([clip[:, :16], clip[:, 15:16].expand(-1, 16, -1, -1)], dim=1)
+    assert bench["seam_ratio"](context, stalled, motion) == pytest.approx(0.0, abs=0.05)  # no jump, a stall
+    gone = clip.clone()
+    gone[:, 17] = 0.0
+    assert bench["seam_ratio"](context, gone, motion) is None
+
+
+def test_stage_positions_count_frames_of_the_clips_own_motion(bench: dict) -> None:
+    from imagen_video.world import Combo
+
+    clip = bench["render"](Combo("red", "square", "moving down"), 32, 48, 80, 5)
+    stages = {"base": clip[:, ::4] * 2 - 1, "top": clip * 2 - 1}  # a continuation at the clip's speed
+    out = bench["stage_positions"](stages, clip, "moving down")
+    assert np.allclose(out["stage_positions"]["base"], np.arange(0, 32, 4), atol=0.15)
+    assert np.allclose(out["stage_positions"]["top"], np.arange(32), atol=0.15)
+    assert out["base_ratio"] == pytest.approx(1.0, abs=0.02)
+    faster = {"base": torch.cat([clip[:, 0:16:4], clip[:, 20:32:4]], dim=1) * 2 - 1}  # jumps ahead by 4
+    assert bench["stage_positions"](faster, clip[:, :28], "moving down")["base_ratio"] > 1.2

@@ -161,3 +161,15 @@ def test_known_frames_map_to_each_stage_by_the_covered_top_frames() -> None:
         KnownFrames(top, first_last).at_stage(5, 4, 4)
     with pytest.raises(ValueError, match="no frame is known"):
         KnownFrames(top, torch.zeros(32, dtype=torch.bool))
+
+
+def test_a_fully_known_clip_reaches_each_stage_as_that_stage_was_trained() -> None:
+    from imagen_video.data.transforms import conditioning_clip
+
+    clip = torch.rand(1, 3, 32, 48, 80, generator=_seed(5)) * 2 - 1
+    known = KnownFrames(clip, torch.ones(32, dtype=torch.bool))
+    for frames, height, width in ((8, 12, 20), (16, 24, 40), (32, 48, 80)):
+        video, mask = known.at_stage(frames, height, width)
+        trained = conditioning_clip(clip[0].transpose(0, 1), frames, (height, width)).transpose(0, 1)
+        assert bool(mask.all())
+        torch.testing.assert_close(video[0], trained, rtol=0, atol=1e-6)
