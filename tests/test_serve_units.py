@@ -36,7 +36,7 @@ def test_recover_requeues_in_progress_jobs_and_drops_partial_files(tmp_path: Pat
     (store.job_dir(running)).mkdir(parents=True)
     partial = store.job_dir(running) / ".video_0.mp4.abc123.tmp.mp4"
     partial.write_bytes(b"half a file")
-    assert store.complete(done) and not store.complete(waiting)
+    assert store.complete([done, waiting]) == [waiting]  # waiting was never started
     reopened = JobStore(tmp_path)  # as after a crash
     assert reopened.recover() == 1
     assert [job.id for job in reopened.queued()] == [running, waiting]
