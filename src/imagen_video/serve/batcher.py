@@ -26,6 +26,7 @@ import torch
 
 from imagen_video.cascade.runner import Cascade, CascadeStep
 from imagen_video.serve import requests
+from imagen_video.serve.encoder import truncated
 from imagen_video.serve.store import Job, JobStore
 from imagen_video.serve.variants import write_job_video, write_preview_frames
 
@@ -189,15 +190,15 @@ class Batcher:
                 raise ValueError(f"model {model!r} is not loaded; loaded: {', '.join(self.cascades)}")
             cascade = self.cascades[model]
             with timing.measure("store"):
-                warnings = self._truncation_warnings(cascade, batch)
-                self.store.start([job.id for job in batch], len(rows), warnings)
+                self.store.start([job.id for job in batch], len(rows))
             for job in batch:
                 self._progress[job.id] = Progress()
             chunks = [rows[i : i + self.max_batch] for i in range(0, len(rows), self.max_batch)]
             for number, chunk in enumerate(chunks):
                 self._run_chunk(cascade, chunk, number, len(chunks), timing)
+            warnings = self._truncation_warnings(cascade, batch)  # remembered from the sampling
             with timing.measure("store"):
-                for job_id in self.store.complete([job.id for job in batch]):  # deleted while it ran
+                for job_id in self.store.complete([job.id for job in batch], warnings):  # deleted meanwhile
                     shutil.rmtree(self.store.job_dir(job_id), ignore_errors=True)
         except _Stopped:
             return
@@ -216,7 +217,7 @@ class Batcher:
     def _truncation_warnings(self, cascade: Cascade, batch: list[Job]) -> dict[str, str]:
         """A warning for each job whose prompt is longer than the text encoder's token length."""
         encoder = cascade.text_encoder
-        flags = encoder.encode([job.request["prompt"] for job in batch], warn_truncation=False).truncated
+        flags = truncated(encoder, [job.request["prompt"] for job in batch])
         message = (
             f"the prompt is longer than the text encoder's {encoder.max_length} tokens and was truncated"
         )

@@ -160,30 +160,31 @@ class JobStore:
         """How many jobs have ``status``."""
         return int(self._execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,))[0][0])
 
-    def start(self, job_ids: list[str], batch_size: int, warnings: dict[str, str]) -> None:
-        """Mark queued jobs in progress in one batch of ``batch_size`` videos (with any warnings)."""
+    def start(self, job_ids: list[str], batch_size: int) -> None:
+        """Mark queued jobs in progress in one batch of ``batch_size`` videos."""
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN")
             for job_id in job_ids:
                 self._db.execute(
-                    "UPDATE jobs SET status = 'in_progress', started_at = ?, batch_size = ?, "
-                    "warning = COALESCE(?, warning) WHERE id = ? AND status = 'queued'",
-                    (now, batch_size, warnings.get(job_id), job_id),
+                    "UPDATE jobs SET status = 'in_progress', started_at = ?, batch_size = ? "
+                    "WHERE id = ? AND status = 'queued'",
+                    (now, batch_size, job_id),
                 )
             self._db.execute("COMMIT")
 
-    def complete(self, job_ids: list[str]) -> list[str]:
-        """Mark in-progress jobs completed in one transaction (their files must be in place); return
-        the ids that were no longer in progress (deleted while they ran)."""
-        now, gone = time.time(), []
+    def complete(self, job_ids: list[str], warnings: dict[str, str] | None = None) -> list[str]:
+        """Mark in-progress jobs completed in one transaction (their files must be in place), with
+        any ``warnings`` (id -> message); return the ids that were no longer in progress (deleted
+        while they ran)."""
+        now, gone, warnings = time.time(), [], warnings or {}
         with self._lock:
             self._db.execute("BEGIN")
             for job_id in job_ids:
                 cursor = self._db.execute(
-                    "UPDATE jobs SET status = 'completed', completed_at = ?, completions = completions + 1 "
-                    "WHERE id = ? AND status = 'in_progress'",
-                    (now, job_id),
+                    "UPDATE jobs SET status = 'completed', completed_at = ?, completions = completions + 1, "
+                    "warning = COALESCE(?, warning) WHERE id = ? AND status = 'in_progress'",
+                    (now, warnings.get(job_id), job_id),
                 )
                 if cursor.rowcount != 1:
                     gone.append(job_id)
