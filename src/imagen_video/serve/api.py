@@ -131,7 +131,8 @@ def create_api(batcher: Batcher) -> FastAPI:
         return job_object(job, batcher)
 
     @app.get("/v1/videos/{video_id}", summary="A job's status and progress")
-    def get_video(video_id: str) -> dict[str, Any]:
+    async def get_video(video_id: str) -> dict[str, Any]:
+        # polled often: on the event loop (one indexed SQLite read) instead of a worker-thread hop
         return job_object(find(video_id), batcher)
 
     @app.get("/v1/videos/{video_id}/content", summary="Download a completed job's video")
