@@ -154,14 +154,23 @@ def png_frames_of(store: Path, job_id: str, index: int) -> np.ndarray:
     return png_frames((store / "videos" / job_id / f"video_{index}_frames.zip").read_bytes())
 
 
-def test_long_prompt_is_truncated_with_a_warning(cascades: dict, tmp_path: Path) -> None:
+def test_long_prompt_is_truncated_with_a_warning(
+    cascades: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     long_prompt = " ".join(["a red circle moving right"] * 10)  # far over the tiny cascade's 16 tokens
-    with TestClient(_app(cascades, tmp_path)) as client:
+    encoder = cascades["tiny"].text_encoder.encoder  # the encoder the served cascade's one wraps
+    encoded: list[list[str]] = []
+    encode = encoder.encode
+    monkeypatch.setattr(
+        encoder, "encode", lambda prompts, **kw: encoded.append(list(prompts)) or encode(prompts, **kw)
+    )
+    with TestClient(_app(cascades, tmp_path, batch_wait_ms=1000)) as client:
         job = client.post("/v1/videos", json={"prompt": long_prompt, "steps": 1}).json()
         short = client.post("/v1/videos", json={"prompt": PROMPT, "steps": 1}).json()
         done, plain = wait_for(client, job["id"]), wait_for(client, short["id"])
     assert done["status"] == "completed" and "16 tokens and was truncated" in done["warning"]
-    assert plain["warning"] is None
+    assert plain["warning"] is None and done["batch_size"] == 2
+    assert encoded == [[long_prompt, PROMPT]]  # once for the batch: the warnings reuse its flags
 
 
 def test_api_key_is_required_everywhere(cascades: dict, tmp_path: Path) -> None:

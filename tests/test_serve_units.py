@@ -13,7 +13,9 @@ pytest.importorskip("pydantic")
 from imagen_video.cascade.presets import tiny_cascade  # noqa: E402
 from imagen_video.cli import main  # noqa: E402
 from imagen_video.serve import requests  # noqa: E402
+from imagen_video.serve.encoder import RecordingEncoder, truncated  # noqa: E402
 from imagen_video.serve.store import JobStore, is_job_id, new_job_id  # noqa: E402
+from imagen_video.text.base import TextEmbeddings, TextEncoder  # noqa: E402
 
 
 def test_job_ids_are_random_and_the_only_path_part(tmp_path: Path) -> None:
@@ -32,11 +34,11 @@ def test_recover_requeues_in_progress_jobs_and_drops_partial_files(tmp_path: Pat
     store = JobStore(tmp_path)
     request = {"prompt": "p", "num_videos": 1}
     done, running, waiting = (store.add(new_job_id(), request).id for _ in range(3))
-    store.start([done, running], 2, {})
+    store.start([done, running], 2)
     (store.job_dir(running)).mkdir(parents=True)
     partial = store.job_dir(running) / ".video_0.mp4.abc123.tmp.mp4"
     partial.write_bytes(b"half a file")
-    assert store.complete(done) and not store.complete(waiting)
+    assert store.complete([done, waiting]) == [waiting]  # waiting was never started
     reopened = JobStore(tmp_path)  # as after a crash
     assert reopened.recover() == 1
     assert [job.id for job in reopened.queued()] == [running, waiting]
@@ -111,3 +113,34 @@ def test_serve_merges_lora_adapters_into_the_first_model_and_refuses_a_foreign_b
     )  # tsr1 has no adapter
     with pytest.raises(ValueError, match="was trained on cascade 'demo'"):
         load_cascades(["demo-distilled"], device="cpu", lora=["demo-orange"])
+
+
+class _WordEncoder(TextEncoder):
+    """A stand-in encoder: a prompt of more than 3 words is truncated; it counts its calls."""
+
+    dim, max_length, identity = 2, 3, "words"
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def encode(
+        self, prompts: list[str], *, batch_size: int = 64, warn_truncation: bool = True
+    ) -> TextEmbeddings:
+        self.calls.append(list(prompts))
+        count = len(prompts)
+        flags = [len(prompt.split()) > 3 for prompt in prompts]
+        return TextEmbeddings(torch.zeros(count, 3, 2), torch.ones(count, 3, dtype=torch.bool), flags)
+
+
+def test_recording_encoder_reports_truncation_without_encoding_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    inner = _WordEncoder()
+    recorder = RecordingEncoder(inner)
+    assert (recorder.dim, recorder.max_length, recorder.identity) == (2, 3, "words")
+    assert recorder.encode(["a b", "a b c d e"]).truncated == [False, True]
+    assert truncated(recorder, ["a b c d e", "a b"]) == [True, False] and len(inner.calls) == 1
+    assert truncated(recorder, ["a b", "one two three four"]) == [False, True]
+    assert inner.calls[1] == ["one two three four"]  # only the prompt it had not seen
+    assert truncated(inner, ["x y z w"]) == [True]  # a plain encoder is asked
+    monkeypatch.setattr("imagen_video.serve.encoder.REMEMBERED", 2)
+    recorder.encode(["p q r s t"])
+    assert truncated(recorder, ["a b"]) == [False] and inner.calls[-1] == ["a b"]  # forgotten, asked again

@@ -2,7 +2,8 @@
 
 ``POST /v1/videos`` queues a job and answers 202 with the job object; ``GET /v1/videos/{id}`` polls
 it; ``GET /v1/videos/{id}/content`` downloads the mp4 (``?variant=gif|png``, ``?index=k`` for the
-k-th video of a job; 409 until completed); ``GET /v1/videos`` lists jobs newest first (cursor
+k-th video of a job; 409 until completed; a variant other than the job's format is encoded on its
+first request, :mod:`imagen_video.serve.variants`); ``GET /v1/videos`` lists jobs newest first (cursor
 pagination with ``after``); ``DELETE /v1/videos/{id}`` removes a job and its files; ``GET /health``.
 Bad input is 422 with one message, a full queue 429 with ``Retry-After``, an unknown id 404; every
 error body is ``{"error": {"message": ..., "type": ...}}``. See docs/serve.md.
@@ -21,6 +22,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from imagen_video.serve import requests
 from imagen_video.serve.batcher import Batcher, QueueFull
 from imagen_video.serve.store import Job, is_job_id, new_job_id
+from imagen_video.serve.variants import video_file
 
 _MEDIA_TYPES = {"mp4": "video/mp4", "gif": "image/gif", "png": "application/zip"}
 
@@ -129,7 +131,8 @@ def create_api(batcher: Batcher) -> FastAPI:
         return job_object(job, batcher)
 
     @app.get("/v1/videos/{video_id}", summary="A job's status and progress")
-    def get_video(video_id: str) -> dict[str, Any]:
+    async def get_video(video_id: str) -> dict[str, Any]:
+        # polled often: on the event loop (one indexed SQLite read) instead of a worker-thread hop
         return job_object(find(video_id), batcher)
 
     @app.get("/v1/videos/{video_id}/content", summary="Download a completed job's video")
@@ -146,9 +149,10 @@ def create_api(batcher: Batcher) -> FastAPI:
                 404, f"video {video_id} has {job.request['num_videos']} video(s); no index {index}"
             )
         kind = variant or job.request["format"]
-        path = store.video_path(job.id, index, kind)
-        if not path.is_file():
-            raise APIError(404, f"the {kind} file of video {video_id} is missing from the store")
+        try:
+            path = video_file(store, job.id, index, kind)  # encoded on the first request for it
+        except FileNotFoundError:  # deleted meanwhile
+            raise APIError(404, f"the {kind} file of video {video_id} is missing from the store") from None
         return FileResponse(path, media_type=_MEDIA_TYPES[kind], filename=f"{job.id}_{index}{path.suffix}")
 
     @app.get("/v1/videos", summary="Jobs, newest first")

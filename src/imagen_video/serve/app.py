@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from imagen_video.cascade.runner import Cascade
 from imagen_video.serve.api import bearer_guard, create_api
 from imagen_video.serve.batcher import Batcher
+from imagen_video.serve.encoder import RecordingEncoder
 from imagen_video.serve.store import JobStore
 
 
@@ -39,16 +40,16 @@ def load_cascades(
     specs: Sequence[str], *, device: str = "cpu", lora: Sequence[str] = ()
 ) -> dict[str, Cascade]:
     """Load each cascade (a shipped name or a directory) once; cascades that name the same text
-    encoder share one loaded encoder. Keys are :func:`model_name`; duplicates raise ValueError.
-    ``lora``: ``--lora DIR[:SCALE]`` adapters merged into the first cascade (docs/finetuning.md; an
-    adapter made for other base weights raises ValueError)."""
+    encoder share one loaded encoder (a :class:`RecordingEncoder`). Keys are :func:`model_name`;
+    duplicates raise ValueError. ``lora``: ``--lora DIR[:SCALE]`` adapters merged into the first
+    cascade (docs/finetuning.md; an adapter made for other base weights raises ValueError)."""
     from imagen_video.cascade.directory import read_cascade_json
     from imagen_video.cascade.registry import resolve_model_dir
     from imagen_video.finetune.lora_option import load_with_adapters
-    from imagen_video.text import TextEncoder
+    from imagen_video.text import load_text_encoder
 
     cascades: dict[str, Cascade] = {}
-    encoders: dict[tuple[str, int], TextEncoder] = {}
+    encoders: dict[tuple[str, int], RecordingEncoder] = {}
     for spec in specs:
         name = model_name(spec)
         if name in cascades:
@@ -56,13 +57,15 @@ def load_cascades(
         directory = resolve_model_dir(spec)
         config = read_cascade_json(directory).config
         key = (config.text_encoder, config.text_max_length)
-        encoder = encoders.get(key)
+        if key not in encoders:  # loaded now, not at the first request
+            loaded = load_text_encoder(config.text_encoder, max_length=config.text_max_length, device=device)
+            encoders[key] = RecordingEncoder(loaded)
         cascade = load_with_adapters(
-            lambda d=directory, e=encoder: Cascade.from_pretrained(d, device=device, text_encoder=e),
+            lambda d=directory, e=encoders[key]: Cascade.from_pretrained(d, device=device, text_encoder=e),
             directory,
             lora if not cascades else (),
         )
-        encoders[key] = cascade.text_encoder  # loads the encoder now, not at the first request
+        cascade.text_encoder  # noqa: B018 (checks the encoder's width against the networks now)
         cascades[name] = cascade
     return cascades
 

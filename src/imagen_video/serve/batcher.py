@@ -12,25 +12,25 @@ flood of requests never loads or runs a model twice at once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
 import shutil
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
 
-from imagen_video.cascade.export import to_uint8_frames, write_video
 from imagen_video.cascade.runner import Cascade, CascadeStep
-from imagen_video.serialization import atomic_path
 from imagen_video.serve import requests
+from imagen_video.serve.encoder import truncated
 from imagen_video.serve.store import Job, JobStore
+from imagen_video.serve.variants import write_job_video, write_preview_frames
 
 log = logging.getLogger("imagen_video.serve")
-PREVIEW_MIN_SIDE = 64  # the base stage's clip is upscaled (nearest neighbour) to at least this size
 
 
 class QueueFull(RuntimeError):
@@ -180,20 +180,26 @@ class Batcher:
         return batch
 
     def _run(self, batch: list[Job]) -> None:
-        """Sample a batch, write every job's files, then mark each job completed (or failed)."""
+        """Sample a batch, write every job's files, then mark the jobs completed (or failed)."""
         rows = [_Row(job, k) for job in batch for k in range(job.request["num_videos"])]
         started = time.perf_counter()
+        timing = _Timing()
         try:
             model = batch[0].request["model"]
             if model not in self.cascades:  # queued before a restart with other models
                 raise ValueError(f"model {model!r} is not loaded; loaded: {', '.join(self.cascades)}")
             cascade = self.cascades[model]
-            self.store.start([job.id for job in batch], len(rows), self._truncation_warnings(cascade, batch))
+            with timing.measure("store"):
+                self.store.start([job.id for job in batch], len(rows))
             for job in batch:
                 self._progress[job.id] = Progress()
             chunks = [rows[i : i + self.max_batch] for i in range(0, len(rows), self.max_batch)]
             for number, chunk in enumerate(chunks):
-                self._run_chunk(cascade, chunk, number, len(chunks))
+                self._run_chunk(cascade, chunk, number, len(chunks), timing)
+            warnings = self._truncation_warnings(cascade, batch)  # remembered from the sampling
+            with timing.measure("store"):
+                for job_id in self.store.complete([job.id for job in batch], warnings):  # deleted meanwhile
+                    shutil.rmtree(self.store.job_dir(job_id), ignore_errors=True)
         except _Stopped:
             return
         except Exception as err:  # a failed batch fails its jobs, the server goes on
@@ -202,10 +208,8 @@ class Batcher:
             for job in batch:
                 self.store.fail(job.id, message)
         else:
-            for job in batch:
-                if not self.store.complete(job.id):  # deleted while it ran
-                    shutil.rmtree(self.store.job_dir(job.id), ignore_errors=True)
             self._seconds_per_video = (time.perf_counter() - started) / len(rows)
+            log.debug("batch of %d video(s) in %.3f s: %s", len(rows), time.perf_counter() - started, timing)
         finally:
             for job in batch:
                 self._progress.pop(job.id, None)
@@ -213,13 +217,15 @@ class Batcher:
     def _truncation_warnings(self, cascade: Cascade, batch: list[Job]) -> dict[str, str]:
         """A warning for each job whose prompt is longer than the text encoder's token length."""
         encoder = cascade.text_encoder
-        flags = encoder.encode([job.request["prompt"] for job in batch], warn_truncation=False).truncated
+        flags = truncated(encoder, [job.request["prompt"] for job in batch])
         message = (
             f"the prompt is longer than the text encoder's {encoder.max_length} tokens and was truncated"
         )
         return {job.id: message for job, cut in zip(batch, flags, strict=True) if cut}
 
-    def _run_chunk(self, cascade: Cascade, chunk: list[_Row], number: int, chunks: int) -> None:
+    def _run_chunk(
+        self, cascade: Cascade, chunk: list[_Row], number: int, chunks: int, timing: _Timing
+    ) -> None:
         """Generate the videos of ``chunk`` (one generator per video) and write their files."""
         base = cascade.config.stages[0]
 
@@ -230,39 +236,45 @@ class Batcher:
             for row in chunk:
                 self._progress[row.job.id] = Progress(percent, step.stage)
             if step.stage_index == 0 and step.step == step.steps - 1 and step.x_hat is not None:
-                self._write_previews(chunk, step.x_hat, base.fps)
+                with timing.measure("preview"):
+                    self._write_previews(chunk, step.x_hat, base.fps)
 
-        output = cascade.generate(
-            [row.job.request["prompt"] for row in chunk],
-            generator=[torch.Generator().manual_seed(row.job.request["seed"] + row.index) for row in chunk],
-            overrides=requests.overrides(chunk[0].job.request),
-            callback=on_step,
-            progress=False,
-        )
-        for row, video in zip(chunk, output.video, strict=True):
-            write_variants(self.store, row.job.id, row.index, video, output.fps)
+        generators = [torch.Generator().manual_seed(row.job.request["seed"] + row.index) for row in chunk]
+        with timing.measure("sampling"):  # includes the preview's share
+            output = cascade.generate(
+                [row.job.request["prompt"] for row in chunk],
+                generator=generators,
+                overrides=requests.overrides(chunk[0].job.request),
+                callback=on_step,
+                progress=False,
+            )
+        with timing.measure("files"):
+            for row, video in zip(chunk, output.video, strict=True):
+                job = row.job
+                write_job_video(self.store, job.id, row.index, video, output.fps, job.request["format"])
 
     def _write_previews(self, chunk: list[_Row], x_hat: torch.Tensor, fps: float) -> None:
-        """Write the base stage's clip (x_hat (N, C, T, H, W) in [-1, 1]) of each job's first video."""
+        """Keep the base stage's clip (x_hat (N, C, T, H, W) in [-1, 1]) of each job's first video."""
         for position, row in enumerate(chunk):
             if row.index == 0:
                 clip = ((x_hat[position].float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0)  # (C, T, H, W)
-                scale = max(1, math.ceil(PREVIEW_MIN_SIDE / min(clip.shape[-2:])))
-                write_video(clip, self.store.preview_path(row.job.id), fps, format="mp4", scale=scale)
+                write_preview_frames(self.store, row.job.id, clip, fps)
 
 
-def write_variants(store: JobStore, job_id: str, index: int, video: torch.Tensor, fps: float) -> None:
-    """Write video ``index`` of a job (C, T, H, W) in [0, 1] as mp4, gif and a zip of PNG frames."""
-    import io
-    import zipfile
+class _Timing:
+    """Seconds a batch spent in each part of the worker's loop (logged at DEBUG level)."""
 
-    from PIL import Image
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
 
-    frames = to_uint8_frames(video)  # (T, H, W, 3)
-    write_video(frames, store.video_path(job_id, index, "mp4"), fps, format="mp4")
-    write_video(frames, store.video_path(job_id, index, "gif"), fps, format="gif")
-    with atomic_path(store.video_path(job_id, index, "png")) as tmp, zipfile.ZipFile(tmp, "w") as archive:
-        for number, frame in enumerate(frames):
-            buffer = io.BytesIO()
-            Image.fromarray(frame).save(buffer, format="PNG")
-            archive.writestr(f"frame_{number:05d}.png", buffer.getvalue())
+    @contextlib.contextmanager
+    def measure(self, part: str) -> Iterator[None]:
+        """Add the time spent in the ``with`` block to ``part``."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - start
+
+    def __str__(self) -> str:
+        return ", ".join(f"{part} {seconds:.3f} s" for part, seconds in self.seconds.items())

@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from imagen_video.serve import requests
 from imagen_video.serve.batcher import Batcher, QueueFull
 from imagen_video.serve.store import VARIANTS, Job, new_job_id
+from imagen_video.serve.variants import preview_file, video_file
 
 GALLERY_SIZE = 24
 POLL_SECONDS = 0.1
@@ -47,13 +48,14 @@ def _changed_settings(batcher: Batcher, model: str, table: Any) -> tuple[dict[st
 
 
 def _gallery(batcher: Batcher) -> list[tuple[str, str]]:
-    """(gif path, prompt) of the newest completed jobs."""
+    """(gif path, prompt) of the newest completed jobs (a gif is encoded the first time it is shown)."""
     store = batcher.store
     items = []
     for job in store.iter_completed(GALLERY_SIZE):
-        path = store.video_path(job.id, 0, "gif")
-        if path.is_file():
-            items.append((str(path), job.request["prompt"]))
+        try:
+            items.append((str(video_file(store, job.id, 0, "gif")), job.request["prompt"]))
+        except FileNotFoundError:  # deleted meanwhile
+            continue
     return items
 
 
@@ -76,16 +78,17 @@ def _submit(
 
 
 def _finished(batcher: Batcher, job: Job) -> tuple[Any, ...]:
-    """The page's outputs for a completed job: preview, video, downloads, a status line, the gallery."""
+    """The page's outputs for a completed job: preview, video, downloads, a status line, the gallery
+    (FileNotFoundError when the job was deleted meanwhile)."""
     store = batcher.store
     count = job.request["num_videos"]
-    files = [str(store.video_path(job.id, k, v)) for k in range(count) for v in VARIANTS]
+    files = [str(video_file(store, job.id, k, v)) for k in range(count) for v in VARIANTS]
     note = f"job `{job.id}`, seed {job.request['seed']}"
     note += f"; warning: {job.warning}" if job.warning else ""
-    preview = store.preview_path(job.id)
+    preview = preview_file(store, job.id)
     return (
-        str(preview) if preview.is_file() else None,
-        str(store.video_path(job.id, 0, "mp4")),
+        str(preview) if preview is not None else None,
+        files[0],  # video 0 as mp4
         files,
         note,
         _gallery(batcher),
@@ -120,8 +123,8 @@ def build_page(batcher: Batcher) -> Any:
                 raise gr.Error(f"job {job.id} was deleted")
             state = batcher.progress(current)
             progress(state.percent / 100, desc=f"stage {state.stage}" if state.stage else current.status)
-            preview = store.preview_path(job.id)
-            if not preview_shown and preview.is_file():
+            preview = None if preview_shown else preview_file(store, job.id)
+            if preview is not None:
                 preview_shown = True
                 yield str(preview), gr.skip(), gr.skip(), f"job `{job.id}`: base stage done", gr.skip()
             if current.status == "failed":
@@ -129,7 +132,10 @@ def build_page(batcher: Batcher) -> Any:
             if current.status == "completed":
                 break
             time.sleep(POLL_SECONDS)
-        yield _finished(batcher, current)
+        try:
+            yield _finished(batcher, current)
+        except FileNotFoundError:
+            raise gr.Error(f"job {job.id} was deleted") from None
 
     # Gradio copies served files into its cache; drop copies older than an hour, hourly
     with gr.Blocks(title="imagen-video", analytics_enabled=False, delete_cache=(3600, 3600)) as page:

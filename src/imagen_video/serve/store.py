@@ -3,7 +3,8 @@
 One table holds every job with its request and status (``queued``, ``in_progress``, ``completed``,
 ``failed``). Each video's files live in ``<root>/videos/<job id>/`` and are written atomically
 (:mod:`imagen_video.serialization`), so a reader never sees a partial file; a job becomes
-``completed`` only after all its files are in place. Ids are random (:func:`new_job_id`) and the
+``completed`` only after the files the worker writes are in place (the other variants are written on
+first request, :mod:`imagen_video.serve.variants`). Ids are random (:func:`new_job_id`) and the
 only part of a path that comes from a job, checked against :data:`JOB_ID` before any path is built.
 
 After a crash (even ``kill -9``) the store is consistent: committed jobs survive (WAL with
@@ -29,6 +30,8 @@ JobStatus = Literal["queued", "in_progress", "completed", "failed"]
 JOB_ID = re.compile(r"video_[0-9a-f]{32}")
 VARIANTS = {"mp4": ".mp4", "gif": ".gif", "png": "_frames.zip"}  # variant -> file name suffix
 PREVIEW_NAME = "preview.mp4"
+PREVIEW_FRAMES_NAME = "preview_frames.zip"
+_FILE_LOCKS = 64  # jobs share this many file locks (by id), so the locks never grow with the store
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -91,6 +94,7 @@ class JobStore:
         self.root.mkdir(parents=True, exist_ok=True)
         (self.root / "videos").mkdir(exist_ok=True)
         self._lock = threading.Lock()
+        self._file_locks = [threading.Lock() for _ in range(_FILE_LOCKS)]
         self._db = sqlite3.connect(self.root / "jobs.sqlite3", check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -156,28 +160,36 @@ class JobStore:
         """How many jobs have ``status``."""
         return int(self._execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,))[0][0])
 
-    def start(self, job_ids: list[str], batch_size: int, warnings: dict[str, str]) -> None:
-        """Mark queued jobs in progress in one batch of ``batch_size`` videos (with any warnings)."""
+    def start(self, job_ids: list[str], batch_size: int) -> None:
+        """Mark queued jobs in progress in one batch of ``batch_size`` videos."""
         now = time.time()
         with self._lock:
             self._db.execute("BEGIN")
             for job_id in job_ids:
                 self._db.execute(
-                    "UPDATE jobs SET status = 'in_progress', started_at = ?, batch_size = ?, "
-                    "warning = COALESCE(?, warning) WHERE id = ? AND status = 'queued'",
-                    (now, batch_size, warnings.get(job_id), job_id),
+                    "UPDATE jobs SET status = 'in_progress', started_at = ?, batch_size = ? "
+                    "WHERE id = ? AND status = 'queued'",
+                    (now, batch_size, job_id),
                 )
             self._db.execute("COMMIT")
 
-    def complete(self, job_id: str) -> bool:
-        """Mark an in-progress job completed (its files must be in place); False if it was deleted."""
+    def complete(self, job_ids: list[str], warnings: dict[str, str] | None = None) -> list[str]:
+        """Mark in-progress jobs completed in one transaction (their files must be in place), with
+        any ``warnings`` (id -> message); return the ids that were no longer in progress (deleted
+        while they ran)."""
+        now, gone, warnings = time.time(), [], warnings or {}
         with self._lock:
-            cursor = self._db.execute(
-                "UPDATE jobs SET status = 'completed', completed_at = ?, completions = completions + 1 "
-                "WHERE id = ? AND status = 'in_progress'",
-                (time.time(), job_id),
-            )
-            return cursor.rowcount == 1
+            self._db.execute("BEGIN")
+            for job_id in job_ids:
+                cursor = self._db.execute(
+                    "UPDATE jobs SET status = 'completed', completed_at = ?, completions = completions + 1, "
+                    "warning = COALESCE(?, warning) WHERE id = ? AND status = 'in_progress'",
+                    (now, warnings.get(job_id), job_id),
+                )
+                if cursor.rowcount != 1:
+                    gone.append(job_id)
+            self._db.execute("COMMIT")
+        return gone
 
     def fail(self, job_id: str, error: str) -> None:
         """Mark a job failed with a one-line ``error``."""
@@ -192,7 +204,8 @@ class JobStore:
             cursor = self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
         if cursor.rowcount != 1:
             return False
-        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
+        with self.file_lock(job_id):  # no variant of the job is being written meanwhile
+            shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
         return True
 
     def recover(self) -> int:
@@ -222,8 +235,17 @@ class JobStore:
         return self.job_dir(job_id) / f"video_{index}{VARIANTS[variant]}"
 
     def preview_path(self, job_id: str) -> Path:
-        """The base stage's low-resolution clip of a job's first video (written as soon as it exists)."""
+        """The mp4 of the base stage's low-resolution clip of a job's first video."""
         return self.job_dir(job_id) / PREVIEW_NAME
+
+    def preview_frames_path(self, job_id: str) -> Path:
+        """The frames of that clip (a zip of PNG frames, written as soon as the base stage is done)."""
+        return self.job_dir(job_id) / PREVIEW_FRAMES_NAME
+
+    def file_lock(self, job_id: str) -> threading.Lock:
+        """The lock held while a job's files are written on request or removed (shared by a fixed
+        number of jobs); ValueError for anything that is not a job id."""
+        return self._file_locks[int(self.job_dir(job_id).name[-8:], 16) % _FILE_LOCKS]
 
     def iter_completed(self, limit: int) -> Iterator[Job]:
         """The newest ``limit`` completed jobs, newest first (the page's gallery)."""
