@@ -26,7 +26,7 @@ def test_from_python_section_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     monkeypatch.chdir(tmp_path)
     exec(compile(_python_block(), str(README), "exec"), {})  # noqa: S102
     printed = capsys.readouterr().out
-    assert printed.startswith("Cascade('demo'") and "ssr2: ssr -> 32x48x80" in printed
+    assert printed.startswith("Cascade('demo-distilled'") and "ssr2: ssr -> 32x48x80" in printed
     with av.open(str(tmp_path / "red_circle.mp4")) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == 32 and frames[0].shape == (48, 80, 3)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 SHIPPED_CASCADES = {"demo": "demo_cascade", "demo-distilled": "demo_cascade_distilled"}  # name -> asset
-DEFAULT_CASCADE = "demo"  # what `generate` runs without --model (see docs/demo-cascade.md)
+DEFAULT_CASCADE = "demo-distilled"  # what `generate` runs without --model (see docs/distillation.md)
 
 
 def shipped_cascade_dir(name: str) -> Path:
