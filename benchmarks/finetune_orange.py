@@ -61,7 +61,7 @@ def score(cascade: Cascade, prompts: list[str], seeds: list[int]) -> dict:
 def main() -> None:
     """Parse the arguments, load the cascade with its adapters, score both prompt sets."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None, help="cascade directory or shipped name (default: demo)")
+    p.add_argument("--model", default="demo", help="cascade directory or shipped name (default: demo)")
     p.add_argument("--lora", action="append", default=[], metavar="DIR[:SCALE]", help="adapter; repeatable")
     p.add_argument("--color", default="orange", help="the new color (default orange)")
     p.add_argument("--sets", nargs="+", default=["new", "world"], choices=("new", "world"))

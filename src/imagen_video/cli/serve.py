@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         metavar="NAME|DIR",
         help="cascade to serve: demo, demo-distilled or a cascade directory; repeat to serve several "
-        "(the first is the default; default: demo)",
+        "(the first is the default; default: the shipped default, demo-distilled)",
     )
     parser.add_argument(
         "--lora",
@@ -139,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
             "this address can use the server",
             file=sys.stderr,
         )
+    from imagen_video.cascade.registry import DEFAULT_CASCADE
     from imagen_video.io_safety import check_dir_output
 
     store_dir = Path(args.store) if args.store else default_store_dir()
@@ -147,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         store = JobStore(store_dir)
         if not _store_free(store):
             raise ValueError(f"another server is using the store {store_dir}; stop it or use another --store")
-        cascades = load_cascades(args.model or ["demo"], device=args.device, lora=args.lora)
+        cascades = load_cascades(args.model or [DEFAULT_CASCADE], device=args.device, lora=args.lora)
     except (CascadeLoadError, ValueError, OSError) as err:
         raise UserError(str(err).strip("'\"")) from None
     app = build_app(

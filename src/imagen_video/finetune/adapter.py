@@ -216,7 +216,7 @@ def check_base(config: AdapterConfig, model_dir: str | os.PathLike[str], label: 
             raise AdapterError(
                 f"adapter {label} was trained on cascade {config.base_cascade!r}, but stage {stage!r} of "
                 f"{str(model_dir)!r} has other weights (sha256 {expected[:12]}... expected); "
-                "apply it to the cascade it was fine-tuned from"
+                f"apply it to the cascade it was fine-tuned from (--model {config.base_cascade})"
             )
 
 
