@@ -4,6 +4,7 @@ check, ``finetune`` on a tiny cascade (frozen base, resume), ``generate --lora``
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,7 @@ from imagen_video.finetune.adapter import adapter_state, add_adapter, parse_lora
 from imagen_video.models import VideoUNet
 from imagen_video.train import TrainConfig, TrainSetupError
 from imagen_video.world.synth import SynthConfig, synthesize
+from test_cascade_helpers import single_thread
 from test_train_loop import make_text_cache
 
 TINY = get_cascade_preset("tiny")
@@ -36,12 +38,8 @@ pytest.importorskip("peft")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """2 shared cores: one intra-op thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread() -> Iterator[None]:
+    yield from single_thread()
 
 
 def _unet(seed: int = 0) -> VideoUNet:

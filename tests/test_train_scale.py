@@ -4,6 +4,7 @@ in safetensors checkpoints and an exact resume with it, FSDP2 CPU offload, and t
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -15,16 +16,13 @@ from imagen_video.train import TrainConfig
 from imagen_video.train import fsdp as fsdp_module
 from imagen_video.train.fsdp import OPTIMIZERS, make_optimizer, set_learning_rate
 from imagen_video.train.lowbit_state import EIGHT_BIT, join_states, split_state
+from test_cascade_helpers import single_thread
 from test_train_loop import TINY, _checkpoint_at, make_dataset, make_text_cache, run, tiny_config
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """2 shared cores: one intra-op thread avoids oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def one_thread() -> Iterator[None]:
+    yield from single_thread()
 
 
 @pytest.fixture(scope="module")
