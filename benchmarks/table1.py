@@ -425,16 +425,17 @@ def render_markdown(table: dict[str, Any]) -> str:
     speed = ", ".join(f"{g}: {v:.1f}x" for g, v in table["speedup"].items())
     lines += [
         "",
-        f"{len(s['prompts'])} prompts x {len(s['seeds'])} seeds (mean ± standard error over seeds); "
-        f"{s['batch_size']} prompts per batch; "
+        f"{len(s['prompts'])} prompts x {len(s['seeds'])} seed(s) "
+        + ("(mean ± standard error over seeds); " if len(s["seeds"]) > 1 else "(one seed: no error bars); ")
+        + f"{s['batch_size']} prompts per batch; "
         + (
             f"sampling time: median of {s['retime']} back-to-back runs of each row's first batch. "
             if s.get("retime")
             else "sampling time: mean over the sampled batches. "
         )
-        + f"Original stages: {s['original_sampler']} sampler; distilled "
-        "stages: their stochastic sampler, one forward per step with guidance_w. Guidance applies to the "
-        "base stage; w in the eq. 5 convention unless marked Saharia (W = 1 + w).",
+        + f"Original stages: {s['original_sampler']} sampler; stages of the distilled cascade: its own "
+        "sampler and steps, one forward per step with guidance_w where guidance-distilled. Guidance applies "
+        "to the base stage; w in the eq. 5 convention unless marked Saharia (W = 1 + w).",
         f"Fully distilled vs original wall time per batch: {speed}. In-domain CLIP: {table['world_clip']}.",
         "",
         f"Command: `{table['command']}`",
