@@ -21,6 +21,14 @@ def tiny_cascade_dir(root: Path) -> Path:
     return directory
 
 
+def api_app(cascades: dict, store: Path, **options: Any) -> Any:
+    """The server's app without the page, on a job store at ``store`` (``options`` go to ``build_app``)."""
+    from imagen_video.serve.app import build_app
+    from imagen_video.serve.store import JobStore
+
+    return build_app(cascades, JobStore(store), page=False, **options)
+
+
 def wait_for(
     client: Any, job_id: str, *, timeout: float = 60.0, until: tuple[str, ...] = ("completed",)
 ) -> dict:

@@ -16,10 +16,10 @@ pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
-from imagen_video.serve.app import build_app, load_cascades  # noqa: E402
+from imagen_video.serve.app import load_cascades  # noqa: E402
 from imagen_video.serve.batcher import StoreBusy  # noqa: E402
 from imagen_video.serve.store import JobStore  # noqa: E402
-from serve_helpers import mp4_frames, png_frames, tiny_cascade_dir, wait_for  # noqa: E402
+from serve_helpers import api_app, mp4_frames, png_frames, tiny_cascade_dir, wait_for  # noqa: E402
 from test_cascade_helpers import single_thread  # noqa: E402
 
 PROMPT = "a red circle moving right"
@@ -36,12 +36,8 @@ def cascades(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return load_cascades([str(tiny_cascade_dir(tmp_path_factory.mktemp("models")))])
 
 
-def _app(cascades: dict, store: Path, **options: object):
-    return build_app(cascades, JobStore(store), page=False, **options)
-
-
 def test_create_poll_download_list_delete(cascades: dict, tmp_path: Path) -> None:
-    with TestClient(_app(cascades, tmp_path / "store")) as client:
+    with TestClient(api_app(cascades, tmp_path / "store")) as client:
         created = client.post("/v1/videos", json={"prompt": PROMPT, "seed": 7, "num_videos": 2, **FAST})
         assert created.status_code == 202
         job = created.json()
@@ -96,7 +92,7 @@ def test_create_poll_download_list_delete(cascades: dict, tmp_path: Path) -> Non
 def test_bad_requests_are_422_with_one_message(
     cascades: dict, tmp_path: Path, body: dict, message: str
 ) -> None:
-    client = TestClient(_app(cascades, tmp_path))
+    client = TestClient(api_app(cascades, tmp_path))
     response = client.post("/v1/videos", json=body)
     assert response.status_code == 422
     error = response.json()["error"]
@@ -105,7 +101,7 @@ def test_bad_requests_are_422_with_one_message(
 
 
 def test_malformed_json_unknown_ids_and_content_before_completion(cascades: dict, tmp_path: Path) -> None:
-    client = TestClient(_app(cascades, tmp_path))  # no lifespan: the worker never starts
+    client = TestClient(api_app(cascades, tmp_path))  # no lifespan: the worker never starts
     bad = client.post("/v1/videos", content=b'{"prompt": ', headers={"content-type": "application/json"})
     assert bad.status_code == 422 and bad.json()["error"]["message"].startswith("malformed JSON body")
     for unknown in ("video_" + "0" * 32, "..%2F..%2Fetc", "jobs.sqlite3"):
@@ -118,7 +114,7 @@ def test_malformed_json_unknown_ids_and_content_before_completion(cascades: dict
 
 
 def test_full_queue_is_429_with_retry_after(cascades: dict, tmp_path: Path) -> None:
-    client = TestClient(_app(cascades, tmp_path, queue_size=2))
+    client = TestClient(api_app(cascades, tmp_path, queue_size=2))
     for _ in range(2):
         assert client.post("/v1/videos", json={"prompt": PROMPT}).status_code == 202
     full = client.post("/v1/videos", json={"prompt": PROMPT})
@@ -127,7 +123,7 @@ def test_full_queue_is_429_with_retry_after(cascades: dict, tmp_path: Path) -> N
 
 
 def test_batched_videos_equal_videos_sampled_alone(cascades: dict, tmp_path: Path) -> None:
-    with TestClient(_app(cascades, tmp_path, batch_wait_ms=1000, max_batch=8)) as client:
+    with TestClient(api_app(cascades, tmp_path, batch_wait_ms=1000, max_batch=8)) as client:
         alone = client.post("/v1/videos", json={"prompt": PROMPT, "seed": 11, "num_videos": 2, **FAST}).json()
         alone = wait_for(client, alone["id"])
         bodies = [
@@ -140,7 +136,7 @@ def test_batched_videos_equal_videos_sampled_alone(cascades: dict, tmp_path: Pat
     assert alone["batch_size"] == 2 and [job["batch_size"] for job in jobs] == [4, 4, 4]
     for index in (0, 1):
         params = {"variant": "png", "index": index}
-        with TestClient(_app(cascades, tmp_path)) as client:
+        with TestClient(api_app(cascades, tmp_path)) as client:
             single = png_frames(client.get(f"/v1/videos/{alone['id']}/content", params=params).content)
             batched = png_frames(client.get(f"/v1/videos/{ids[1]}/content", params=params).content)
         # the same noise; the batched forwards differ from single ones only by float rounding
@@ -164,7 +160,7 @@ def test_long_prompt_is_truncated_with_a_warning(
     monkeypatch.setattr(
         encoder, "encode", lambda prompts, **kw: encoded.append(list(prompts)) or encode(prompts, **kw)
     )
-    with TestClient(_app(cascades, tmp_path, batch_wait_ms=1000)) as client:
+    with TestClient(api_app(cascades, tmp_path, batch_wait_ms=1000)) as client:
         job = client.post("/v1/videos", json={"prompt": long_prompt, "steps": 1}).json()
         short = client.post("/v1/videos", json={"prompt": PROMPT, "steps": 1}).json()
         done, plain = wait_for(client, job["id"]), wait_for(client, short["id"])
@@ -174,7 +170,7 @@ def test_long_prompt_is_truncated_with_a_warning(
 
 
 def test_api_key_is_required_everywhere(cascades: dict, tmp_path: Path) -> None:
-    client = TestClient(_app(cascades, tmp_path, api_key="s3cret"))
+    client = TestClient(api_app(cascades, tmp_path, api_key="s3cret"))
     for path in ("/health", "/v1/videos", "/docs"):
         missing = client.get(path)
         assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
@@ -183,7 +179,7 @@ def test_api_key_is_required_everywhere(cascades: dict, tmp_path: Path) -> None:
 
 
 def test_a_job_interrupted_by_a_stop_completes_once_after_restart(cascades: dict, tmp_path: Path) -> None:
-    with TestClient(_app(cascades, tmp_path)) as client:
+    with TestClient(api_app(cascades, tmp_path)) as client:
         job = client.post(
             "/v1/videos", json={"prompt": PROMPT, "seed": 5, "steps": {"base": 100, "tsr": 1, "ssr": 1}}
         ).json()
@@ -192,7 +188,7 @@ def test_a_job_interrupted_by_a_stop_completes_once_after_restart(cascades: dict
     store = JobStore(tmp_path)
     assert store.get(job["id"]).status == "in_progress"
     assert not (tmp_path / "videos" / job["id"] / "video_0.mp4").exists()
-    with TestClient(_app(cascades, tmp_path)) as client:
+    with TestClient(api_app(cascades, tmp_path)) as client:
         done = wait_for(client, job["id"])
         assert done["status"] == "completed" and done["seed"] == 5
         assert client.get(f"/v1/videos/{job['id']}/content").status_code == 200
@@ -218,7 +214,7 @@ def test_a_job_for_a_model_no_longer_loaded_fails_and_the_worker_goes_on(
             "model": "gone",
         },
     )
-    with TestClient(_app(cascades, tmp_path)) as client:
+    with TestClient(api_app(cascades, tmp_path)) as client:
         failed = wait_for(client, stale.id)
         fresh = wait_for(client, client.post("/v1/videos", json={"prompt": PROMPT, **FAST}).json()["id"])
         assert client.get(f"/v1/videos/{stale.id}/content").status_code == 409
@@ -227,11 +223,11 @@ def test_a_job_for_a_model_no_longer_loaded_fails_and_the_worker_goes_on(
 
 
 def test_a_second_server_cannot_take_a_store_in_use(cascades: dict, tmp_path: Path) -> None:
-    first, second = _app(cascades, tmp_path), _app(cascades, tmp_path)
+    first, second = api_app(cascades, tmp_path), api_app(cascades, tmp_path)
     busy = pytest.raises(StoreBusy, match="another server is using the store")
     with TestClient(first), busy, TestClient(second):
         pass
-    with TestClient(_app(cascades, tmp_path)) as client:  # free again once the first one stopped
+    with TestClient(api_app(cascades, tmp_path)) as client:  # free again once the first one stopped
         assert client.get("/health").status_code == 200
 
 
@@ -245,6 +241,6 @@ def test_several_cascades_share_one_text_encoder_and_are_chosen_by_name(
     loaded = load_cascades([str(first), str(renamed)])
     assert list(loaded) == ["tiny", "other"]
     assert loaded["tiny"].text_encoder is loaded["other"].text_encoder
-    with TestClient(_app(loaded, tmp_path / "store")) as client:
+    with TestClient(api_app(loaded, tmp_path / "store")) as client:
         job = client.post("/v1/videos", json={"prompt": PROMPT, "model": "other", **FAST}).json()
         assert wait_for(client, job["id"])["model"] == "other"

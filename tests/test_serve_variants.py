@@ -20,9 +20,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 
 from imagen_video.cascade.export import to_uint8_frames, write_video  # noqa: E402
 from imagen_video.serve import requests, variants  # noqa: E402
-from imagen_video.serve.app import build_app, load_cascades  # noqa: E402
+from imagen_video.serve.app import load_cascades  # noqa: E402
 from imagen_video.serve.store import JobStore, new_job_id  # noqa: E402
-from serve_helpers import mp4_frames, png_frames, tiny_cascade_dir, wait_for  # noqa: E402
+from serve_helpers import api_app, mp4_frames, png_frames, tiny_cascade_dir, wait_for  # noqa: E402
 from test_cascade_helpers import single_thread  # noqa: E402
 
 PROMPT = "a red circle moving right"
@@ -38,10 +38,6 @@ def _one_thread() -> Iterator[None]:
 @pytest.fixture(scope="module")
 def cascades(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return load_cascades([str(tiny_cascade_dir(tmp_path_factory.mktemp("models")))])
-
-
-def _app(cascades: dict, store: Path, **options: object):
-    return build_app(cascades, JobStore(store), page=False, **options)
 
 
 def _content(client: TestClient, job_id: str, variant: str, index: int = 0):
@@ -63,7 +59,7 @@ def test_an_mp4_job_serves_gif_and_png_made_on_request_from_its_source_frames(
     cascades: dict, tmp_path: Path
 ) -> None:
     store = tmp_path / "store"
-    with TestClient(_app(cascades, store)) as client:
+    with TestClient(api_app(cascades, store)) as client:
         job = client.post("/v1/videos", json={"prompt": PROMPT, "seed": 9, "num_videos": 2, **FAST}).json()
         assert wait_for(client, job["id"])["status"] == "completed"
         names = [f"video_{k}{end}" for k in (0, 1) for end in (".mp4", "_frames.zip")]
@@ -101,7 +97,7 @@ def test_an_mp4_job_serves_gif_and_png_made_on_request_from_its_source_frames(
 
 
 def test_a_variant_is_encoded_once_and_then_served_from_the_store(cascades: dict, tmp_path: Path) -> None:
-    with TestClient(_app(cascades, tmp_path)) as client:
+    with TestClient(api_app(cascades, tmp_path)) as client:
         job = wait_for(client, client.post("/v1/videos", json={"prompt": PROMPT, **FAST}).json()["id"])
         first = _content(client, job["id"], "gif")
         cached = tmp_path / "videos" / job["id"] / "video_0.gif"
@@ -143,14 +139,14 @@ def test_concurrent_first_requests_encode_a_variant_once(
 
 
 def test_unknown_variant_before_completion_and_after_delete(cascades: dict, tmp_path: Path) -> None:
-    waiting = TestClient(_app(cascades, tmp_path / "idle"))  # no lifespan: the worker never starts
+    waiting = TestClient(api_app(cascades, tmp_path / "idle"))  # no lifespan: the worker never starts
     queued = waiting.post("/v1/videos", json={"prompt": PROMPT}).json()
     early = _content(waiting, queued["id"], "gif")
     assert early.status_code == 409 and "queued" in early.json()["error"]["message"]
     assert variants.preview_file(waiting.app.state.batcher.store, queued["id"]) is None
 
     store = tmp_path / "store"
-    with TestClient(_app(cascades, store)) as client:
+    with TestClient(api_app(cascades, store)) as client:
         job = wait_for(client, client.post("/v1/videos", json={"prompt": PROMPT, **FAST}).json()["id"])
         unknown = _content(client, job["id"], "webp")
         assert unknown.status_code == 422 and "variant" in unknown.json()["error"]["message"]
@@ -162,13 +158,13 @@ def test_unknown_variant_before_completion_and_after_delete(cascades: dict, tmp_
 
 
 def test_variants_are_served_after_a_restart(cascades: dict, tmp_path: Path) -> None:
-    with TestClient(_app(cascades, tmp_path)) as client:
+    with TestClient(api_app(cascades, tmp_path)) as client:
         job = client.post("/v1/videos", json={"prompt": PROMPT, "seed": 3, "format": "gif", **FAST}).json()
         wait_for(client, job["id"])
         default = client.get(f"/v1/videos/{job['id']}/content")
         assert default.headers["content-type"] == "image/gif"
     assert _files(tmp_path, job["id"]) == ["preview_frames.zip", "video_0.gif", "video_0_frames.zip"]
-    with TestClient(_app(cascades, tmp_path)) as client:  # the server restarted on the same store
+    with TestClient(api_app(cascades, tmp_path)) as client:  # the server restarted on the same store
         assert client.get(f"/v1/videos/{job['id']}/content").content == default.content
         mp4 = _content(client, job["id"], "mp4")
         assert mp4.status_code == 200 and mp4_frames(mp4.content).shape == SHAPE
@@ -181,7 +177,7 @@ def test_variants_are_served_after_a_restart(cascades: dict, tmp_path: Path) -> 
 def test_a_png_job_writes_only_its_frames_and_the_preview_is_encoded_when_shown(
     cascades: dict, tmp_path: Path
 ) -> None:
-    with TestClient(_app(cascades, tmp_path)) as client:
+    with TestClient(api_app(cascades, tmp_path)) as client:
         job = client.post("/v1/videos", json={"prompt": PROMPT, "format": "png", **FAST}).json()
         store = client.app.state.batcher.store
         wait_for(client, job["id"])
@@ -204,7 +200,7 @@ def test_frames_zip_round_trip_keeps_frames_and_rate(tmp_path: Path) -> None:
 def test_the_pages_downloads_and_gallery_encode_the_missing_variants(cascades: dict, tmp_path: Path) -> None:
     from imagen_video.serve.page import _finished
 
-    with TestClient(_app(cascades, tmp_path)) as client:
+    with TestClient(api_app(cascades, tmp_path)) as client:
         job_id = client.post("/v1/videos", json={"prompt": PROMPT, "num_videos": 2, **FAST}).json()["id"]
         wait_for(client, job_id)
         batcher = client.app.state.batcher
