@@ -282,7 +282,9 @@ def main() -> None:
     """Run the requested tasks and methods; print a table and write the JSON results."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="demo", help="cascade directory or shipped name (default demo)")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated methods")
+    parser.add_argument(
+        "--methods", help="comma-separated methods (default: every method the cascade supports)"
+    )
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks")
     parser.add_argument("--weight", type=float, default=2.0, help="w_r of reconstruction guidance")
     parser.add_argument(
@@ -313,7 +315,8 @@ def main() -> None:
     args.overrides = parse_overrides(cascade.config, steps=args.steps, guidance=args.guidance)
     limits = parse_limits(args.limit)
     cells: dict[str, dict[str, object]] = {}
-    for method in args.methods.split(","):
+    methods = [m for m in METHODS if m != "finetuned" or cascade.frame_base is not None]
+    for method in args.methods.split(",") if args.methods else methods:
         for task in args.tasks.split(","):
             print(f"{method} / {task}", file=sys.stderr, flush=True)
             start = time.perf_counter()

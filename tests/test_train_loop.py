@@ -445,3 +445,43 @@ def test_init_from_a_stage_folder_starts_from_its_weights(world, tmp_path) -> No
         TINY.stage("base"), tiny_config(max_steps=2), data, tmp_path / "d", cache, init_from=first.stage_dir
     )
     assert second.start_step == 0 and second.step == 2
+
+
+def test_a_frame_conditioned_base_starts_from_a_plain_base_with_zero_known_frame_inputs(
+    world, tmp_path
+) -> None:
+    from imagen_video.train import distributed as dist_utils
+
+    data, cache = world
+    first = run(TINY.stage("base"), tiny_config(max_steps=2), data, tmp_path / "a", cache)
+    _, trained = load_stage(first.stage_dir, stage_name="base")
+    base = TINY.stage("base")
+    frame_stage = base.replace(unet=base.unet.replace(frame_conditioning=True))
+    text = {"encoder": "embedded", "max_length": TINY.text_max_length, "cache_dir": cache}
+    ctx = dist_utils.init_distributed("cpu")
+    try:
+        trainer = loop_module._Trainer(
+            frame_stage,
+            tiny_config(),
+            data,
+            tmp_path / "b",
+            ctx,
+            resume=False,
+            text=text,
+            progress=False,
+            init_from=first.stage_dir,
+        )
+        state = trainer.ema.model.state_dict()
+    finally:
+        dist_utils.shutdown_distributed(ctx)
+    weight = state["in_conv.weight"]  # (C0, 3 + 3 + 1, k, k)
+    assert weight.shape[1] == 7 and not bool(weight[:, 3:].any())
+    assert torch.equal(weight[:, :3], trained.state_dict()["in_conv.weight"])
+    for name, tensor in trained.state_dict().items():
+        if name != "in_conv.weight":
+            assert torch.equal(state[name], tensor), name
+    widened = run(
+        frame_stage, tiny_config(max_steps=2), data, tmp_path / "c", cache, init_from=first.stage_dir
+    )
+    _, model = load_stage(widened.stage_dir, stage_name="base")
+    assert model.config.frame_conditioning and bool(model.state_dict()["in_conv.weight"][:, 3:].any())

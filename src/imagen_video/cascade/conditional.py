@@ -3,7 +3,9 @@
 :func:`animate` and :func:`extend` (also ``Cascade.animate`` / ``Cascade.extend``) run the whole
 cascade (paper sec. 2.2, Figure 6) with every stage's denoiser wrapped by a known-frame conditioning
 of :mod:`imagen_video.cascade.conditioning` (replacement or reconstruction guidance, Video Diffusion
-Models sec. 3.1 and eq. 7); the known frames go in at each stage's resolution. Extension is
+Models sec. 3.1 and eq. 7), or, with ``"finetuned"``, the base sampled by a network that takes the
+known frames as input (:mod:`imagen_video.cascade.frame_base`); the known frames go in at each
+stage's resolution. Extension is
 autoregressive (Video Diffusion Models sec. 3.1): each round conditions a full-length window on the
 last frames so far and keeps the new ones.
 
@@ -29,8 +31,10 @@ from imagen_video.cascade.conditioning import (
     check_method,
     conditioned_denoiser,
     resize_frames,
+    stage_method,
 )
 from imagen_video.cascade.config import StageConfig
+from imagen_video.cascade.frame_base import FRAME_BASE_DIR, KnownFrameNetwork
 from imagen_video.cascade.video_input import center_crop_to_aspect
 from imagen_video.diffusion._random import Generators
 from imagen_video.samplers import Denoise
@@ -138,22 +142,41 @@ def sample_known(
     otherwise they are the model's own reconstruction. ``weight``: ``w_r`` of reconstruction guidance.
     """
     check_method(method)
-    run = cascade._apply_overrides(cascade.select_stages(None, from_base=True), overrides)
+    run = cascade.select_stages(None, from_base=True)
+    models: dict[str, torch.nn.Module] = {}
+    if method == "finetuned":
+        run[0], models[run[0].name] = _frame_base(cascade, known, stage_frames(run)[0])
+    run = cascade._apply_overrides(run, overrides)
     counts = dict(zip((s.name for s in run), stage_frames(run), strict=True))
     device = cascade.device
 
     def wrap(stage: StageConfig) -> Callable[[Denoise], Denoise]:
         video, mask = known.at_stage(counts[stage.name], stage.height, stage.width)
         video, mask = video.to(device), mask.to(device)
+        chosen = stage_method(method, stage.kind)
         return lambda denoise: conditioned_denoiser(
-            denoise, video, mask, method, weight=weight, generator=generator, keep=keep_input
+            denoise, video, mask, chosen, weight=weight, generator=generator, keep=keep_input
         )
 
-    out, timings = cascade._run_stages(run, text, None, generator, callback, offload, progress, wrap)
+    out, timings = cascade._run_stages(run, text, None, generator, callback, offload, progress, wrap, models)
     if keep_input:
         m = known.mask.view(1, 1, -1, 1, 1).to(out.dtype)
         out = out * (1.0 - m) + ((known.video.cpu().float() + 1.0) / 2.0) * m
     return out, timings
+
+
+def _frame_base(cascade: Cascade, known: KnownFrames, frames: int) -> tuple[StageConfig, torch.nn.Module]:
+    """The frame-conditioned base's stage config and its network bound to ``known`` at the base's
+    shape (``"finetuned"``, :mod:`imagen_video.cascade.frame_base`); ValueError when the cascade has
+    none."""
+    if cascade.frame_base is None:
+        raise ValueError(
+            f"cascade {cascade.config.name!r} has no frame-conditioned base ({FRAME_BASE_DIR}/); "
+            "use the 'reconstruction' or 'replacement' method"
+        )
+    config, network = cascade.frame_base
+    video, mask = known.at_stage(frames, config.height, config.width)
+    return config, KnownFrameNetwork(network, video.to(cascade.device), mask.to(cascade.device))
 
 
 def _top(cascade: Cascade) -> tuple[StageConfig, int]:
@@ -174,9 +197,9 @@ def animate(
     """Image-to-video: ``image`` (C, H, W) or (B, C, H, W) in [0, 1] is the first frame of a video
     following ``prompt`` (one, or one per image); with ``last_frame`` (same layout) also its last.
 
-    ``options``: ``method`` ("replacement" or "reconstruction"), ``weight`` (w_r), ``keep_input``,
-    ``overrides``, ``callback``, ``offload``, ``progress`` as in :func:`sample_known`. Returns the
-    cascade's output (B, C, T, H, W) at the top stage's shape and frame rate.
+    ``options``: ``method`` ("replacement", "reconstruction" or "finetuned"), ``weight`` (w_r),
+    ``keep_input``, ``overrides``, ``callback``, ``offload``, ``progress`` as in :func:`sample_known`.
+    Returns the cascade's output (B, C, T, H, W) at the top stage's shape and frame rate.
     """
     from imagen_video.cascade.runner import CascadeOutput
 

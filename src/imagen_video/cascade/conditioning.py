@@ -33,8 +33,11 @@ from imagen_video.diffusion import _random
 from imagen_video.diffusion._random import Generators
 from imagen_video.diffusion.guidance import Denoise
 
-Method = Literal["replacement", "reconstruction"]
+Method = Literal["replacement", "reconstruction", "finetuned"]
 METHODS: tuple[str, ...] = get_args(Method)
+"""Conditioning methods. ``"finetuned"`` samples the base with a network that takes the known frames
+as input channels (:mod:`imagen_video.cascade.frame_base`) and the replacement wrapper, and the later
+stages with reconstruction guidance (:func:`stage_method`)."""
 DEFAULT_RECONSTRUCTION_WEIGHT = 2.0
 """Default ``w_r`` of reconstruction guidance (Video Diffusion Models eq. 7)."""
 
@@ -136,11 +139,23 @@ def conditioned_denoiser(
     """``denoise`` conditioned on ``known`` frames by ``method`` (:data:`METHODS`); a mask without
     known frames returns ``denoise`` itself."""
     check_method(method)
+    if method == "finetuned":
+        raise ValueError("'finetuned' picks a method per stage; pass stage_method(method, stage kind)")
     if not bool(mask.any()):
         return denoise
     if method == "replacement":
         return replacement_denoiser(denoise, known, mask, generator=generator, keep=keep)
     return reconstruction_guided_denoiser(denoise, known, mask, weight=weight, generator=generator, keep=keep)
+
+
+def stage_method(method: str, kind: str) -> str:
+    """The denoiser wrapper ``method`` uses at a stage of ``kind`` ("base", "tsr", "ssr"): its own,
+    except for ``"finetuned"``: replacement at the frame-conditioned base, reconstruction guidance at
+    the super-resolution stages."""
+    check_method(method)
+    if method != "finetuned":
+        return method
+    return "replacement" if kind == "base" else "reconstruction"
 
 
 def check_method(method: str) -> None:

@@ -178,6 +178,7 @@ def assemble_cascade(
     order: list[str] | None = None,
     text_encoder_identity: str | None = None,
     text_dim: int | None = None,
+    frame_base: str | os.PathLike[str] | None = None,
 ) -> CascadeConfig:
     """Write ``cascade.json`` over trained stage folders and return the config.
 
@@ -185,13 +186,18 @@ def assemble_cascade(
     ``<run>/stage``); default: the stage folders already in ``directory``. ``order``: the stage names
     in sampling order; default: inferred from the shapes (:func:`order_stages`). ``text_dim``: the
     text encoder's width, checked against every stage before anything is written. Stage sampling
-    defaults come from the stage folders. Raises ValueError / StageLoadError naming the stage.
+    defaults come from the stage folders. ``frame_base``: a frame-conditioned base's stage folder to
+    copy in as ``base_frames/`` (:mod:`imagen_video.cascade.frame_base`); an existing one is kept.
+    Raises ValueError / StageLoadError naming the stage.
     """
+    from imagen_video.cascade.frame_base import FRAME_BASE_DIR, check_frame_base
+
     root = Path(directory)
     if stage_dirs:
         found = [(Path(d), read_stage_config(d)) for d in stage_dirs]
     else:
-        candidates = sorted(p for p in root.iterdir() if (p / CONFIG_FILE).is_file()) if root.is_dir() else []
+        folders = sorted(root.iterdir()) if root.is_dir() else []
+        candidates = [p for p in folders if (p / CONFIG_FILE).is_file() and p.name != FRAME_BASE_DIR]
         found = [(p, read_stage_config(p, p.name)) for p in candidates]
     if not found:
         raise ValueError(f"no stage folders (with {CONFIG_FILE}) in {str(root)!r} and none given")
@@ -216,9 +222,14 @@ def assemble_cascade(
         raise ValueError(
             f"text encoder {text_encoder!r} gives width {text_dim}; the stages take {stages[0].unet.text.dim}"
         )
+    frame_cfg = read_stage_config(frame_base, stages[0].name) if frame_base is not None else None
+    if frame_cfg is not None:
+        check_frame_base(frame_cfg, stages[0])
     for stage in stages:
         source, target = by_name[stage.name][0], root / stage.name
         if source.resolve() != target.resolve():
             copy_stage_folder(source, target)
+    if frame_base is not None and Path(frame_base).resolve() != (root / FRAME_BASE_DIR).resolve():
+        copy_stage_folder(frame_base, root / FRAME_BASE_DIR)
     write_cascade_json(root, CascadeManifest(config, text_encoder_identity))
     return config

@@ -29,6 +29,7 @@ from imagen_video.cascade.directory import (
     resolve_stage_config,
     write_cascade_json,
 )
+from imagen_video.cascade.frame_base import FRAME_BASE_DIR, check_frame_base, load_frame_base
 from imagen_video.cascade.pipeline import PipelineMixin, save_output
 from imagen_video.cascade.registry import resolve_model_dir
 from imagen_video.cascade.sampling import StageOverride, TextCondition, on_device, sample_stage
@@ -97,10 +98,12 @@ class Cascade(PipelineMixin):
         dtype: torch.dtype | None = None,
         text_encoder: TextEncoder | None = None,
         text_encoder_identity: str | None = None,
+        frame_base: tuple[StageConfig, torch.nn.Module] | None = None,
     ) -> None:
         """Wrap stage networks (one per stage name) built from ``config``'s UNetConfigs (they are put
         in eval mode without gradients). ``dtype``: the weights' dtype, float32 (default) or, on a GPU,
-        bfloat16; on a GPU the networks always run under bf16 autocast."""
+        bfloat16; on a GPU the networks always run under bf16 autocast. ``frame_base``: the optional
+        frame-conditioned base (:mod:`imagen_video.cascade.frame_base`) of conditional generation."""
         missing = [name for name in config.stage_names if name not in models]
         if missing:
             raise ValueError(f"no network for stage(s) {missing}; stages: {', '.join(config.stage_names)}")
@@ -112,6 +115,10 @@ class Cascade(PipelineMixin):
         self.dtype = dtype
         self._text_encoder = text_encoder
         self._text_identity = text_encoder_identity
+        if frame_base is not None:
+            check_frame_base(frame_base[0], config.stages[0])
+            frame_base = (frame_base[0], frame_base[1].eval().requires_grad_(False))
+        self.frame_base = frame_base
 
     # ------------------------------------------------------------------------------------------
     # construction, save / load
@@ -172,6 +179,10 @@ class Cascade(PipelineMixin):
             model.load_state_dict(state, strict=True)
             models[stage.name] = model.to(device=device, dtype=dtype)
             stages.append(resolved)
+        try:
+            frame_base = load_frame_base(path, stages[0], device=device, dtype=dtype, verify=verify)
+        except StageLoadError as err:
+            raise CascadeLoadError(str(err)) from err
         config = manifest.config.replace(stages=tuple(stages))
         return cls(
             config,
@@ -180,6 +191,7 @@ class Cascade(PipelineMixin):
             dtype=dtype,
             text_encoder=text_encoder,
             text_encoder_identity=manifest.text_encoder_identity,
+            frame_base=frame_base,
         )
 
     def save_pretrained(self, path: str | os.PathLike[str]) -> Path:
@@ -187,6 +199,8 @@ class Cascade(PipelineMixin):
         root = Path(path)
         for stage in self.config.stages:
             save_stage(root / stage.name, stage, self.models[stage.name])
+        if self.frame_base is not None:
+            save_stage(root / FRAME_BASE_DIR, *self.frame_base)
         identity = self._text_encoder.identity if self._text_encoder is not None else self._text_identity
         write_cascade_json(root, CascadeManifest(self.config, identity))
         return root
@@ -361,13 +375,16 @@ class Cascade(PipelineMixin):
         offload: bool,
         progress: bool,
         wrap: Callable[[StageConfig], Callable[[Denoise], Denoise] | None] | None = None,
+        models: Mapping[str, torch.nn.Module] | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Sample ``run`` in order from ``previous``; return the last output in [0, 1] and the timings.
-        ``wrap(stage)`` gives the wrapper of that stage's denoiser, if any (conditional generation)."""
+        ``wrap(stage)`` gives the wrapper of that stage's denoiser, if any, and ``models`` networks
+        that replace the cascade's for some stages (conditional generation)."""
+        networks = {**self.models, **(models or {})}
         from tqdm.auto import tqdm
 
         if offload:
-            for model in self.models.values():
+            for model in networks.values():
                 model.to("cpu")
         total = sum(stage.sampler.steps for stage in run)
         timings: dict[str, float] = {}
@@ -387,7 +404,7 @@ class Cascade(PipelineMixin):
                         step = CascadeStep(stage.name, index, info.step, info.steps, done, total, info.x_hat)
                         callback(step)
 
-                with on_device(self.models[stage.name], self.device, offload) as model:
+                with on_device(networks[stage.name], self.device, offload) as model:
                     previous = sample_stage(
                         model,
                         stage,

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 # The library's METHODS, DEFAULT_METHOD and DEFAULT_RECONSTRUCTION_WEIGHT (imagen_video.cascade.conditioning
 # and .conditional), repeated so that building the parser imports no torch (tests check they agree).
-METHOD_CHOICES = ("replacement", "reconstruction")
+METHOD_CHOICES = ("replacement", "reconstruction", "finetuned")
 DEFAULT_METHOD = "reconstruction"
 DEFAULT_RECONSTRUCTION_WEIGHT = 2.0
 

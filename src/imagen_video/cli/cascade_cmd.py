@@ -46,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     assemble.add_argument("--text-max-length", type=int, help="prompt token length")
     assemble.add_argument("--order", help="comma-separated stage names (default: inferred from shapes)")
     assemble.add_argument(
+        "--frame-base",
+        metavar="STAGE_DIR",
+        help="a frame-conditioned base (train --cascade with frame_conditioning) to copy in as base_frames/, "
+        "for animate/extend --method finetuned",
+    )
+    assemble.add_argument(
         "--no-text-check",
         action="store_true",
         help="do not load the text encoder to check its width and record its identity",
@@ -103,9 +109,11 @@ def _assemble(args: argparse.Namespace) -> int:
         order=[n.strip() for n in args.order.split(",")] if args.order else None,
         text_encoder_identity=identity,
         text_dim=text_dim,
+        frame_base=args.frame_base,
     )
     print(
         f"wrote {args.directory}/cascade.json: {' -> '.join(config.stage_names)} "
+        f"{'(+ frame-conditioned base) ' if args.frame_base else ''}"
         f"(text encoder {encoder_name}{', identity ' + identity if identity else ''})"
     )
     return 0
@@ -153,7 +161,10 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from imagen_video.cascade.directory import read_cascade_json, resolve_stage_config
+    from imagen_video.cascade.frame_base import FRAME_BASE_DIR
     from imagen_video.cascade.registry import resolve_model_dir
 
     args.directory = resolve_model_dir(args.directory)
@@ -180,6 +191,8 @@ def _show(args: argparse.Namespace) -> int:
             f"  {stage.name:<8} {stage.kind:<4} {shape}  {stage.sampler.name} {stage.sampler.steps} steps, "
             f"guidance {weight}, threshold {stage.threshold.mode}{aug}"
         )
+    if (Path(args.directory) / FRAME_BASE_DIR).is_dir():
+        print(f"  frame-conditioned base in {FRAME_BASE_DIR}/ (animate / extend --method finetuned)")
     return 0
 
 

@@ -100,6 +100,11 @@ class UNetConfig(JsonConfig):
     cond_channels: int = 0
     """Channels of the conditioning video concatenated to z_t (0: base model; 3: SSR/TSR, sec. 2.3).
     A model with cond_channels > 0 also embeds the conditioning-augmentation log-SNR (sec. 2.5)."""
+    frame_conditioning: bool = False
+    """Known frames as input channels (a base model fine-tuned for image-to-video and extension): the
+    clean known frames (zero elsewhere) and a 0/1 mask channel are concatenated to z_t, so the input
+    convolution sees ``in_channels + 1`` more channels (docs/conditional.md, "The frame-conditioned
+    base"). The network is also a plain text-to-video base when no frame is known."""
     text: TextConfig = field(default_factory=TextConfig)
     """Text token width and learned null sequence."""
     head_dim: int = 64
@@ -166,6 +171,13 @@ class UNetConfig(JsonConfig):
     def is_super_resolution(self) -> bool:
         """True for SSR/TSR stages: they take ``cond_video`` and ``aug_logsnr`` (paper secs. 2.3, 2.5)."""
         return self.cond_channels > 0
+
+    @property
+    def input_channels(self) -> int:
+        """Channels the input convolution sees: z_t, the conditioning video, and with
+        ``frame_conditioning`` the known frames and their mask."""
+        known = self.in_channels + 1 if self.frame_conditioning else 0
+        return self.in_channels + self.cond_channels + known
 
     @property
     def is_fully_convolutional(self) -> bool:

@@ -134,7 +134,7 @@ class VideoUNet(nn.Module):
         self.null_tokens = nn.Parameter(torch.randn(config.text.null_tokens, config.text.dim))  # (Ln, D)
         self.text_norm = nn.LayerNorm(config.text.dim)
         self.text_pool = nn.Linear(config.text.dim, emb_dim)
-        self.in_conv = nn.Conv2d(config.in_channels + config.cond_channels, c0, 3, padding=1)
+        self.in_conv = nn.Conv2d(config.input_channels, c0, 3, padding=1)
 
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()
@@ -176,17 +176,23 @@ class VideoUNet(nn.Module):
         aug_logsnr: Tensor | None = None,
         image_mode: Tensor | None = None,
         guidance_w: Tensor | None = None,
+        known_video: Tensor | None = None,
+        known_mask: Tensor | None = None,
     ) -> Tensor:
         """Predict (v by default) from z_t (B, C, T, H, W) at log-SNR (B,) given text (B, L, D) / (B, L).
 
-        See :class:`VideoUNet` and paper secs. 2.3, 2.5, 2.6.
+        See :class:`VideoUNet` and paper secs. 2.3, 2.5, 2.6. A ``frame_conditioning`` network also
+        takes ``known_video`` (B, C, T, H, W) in [-1, 1], read where ``known_mask`` (B, T) bool is True
+        (no frame known when both are None).
         Returns the raw prediction with z_t's shape (B, C_out, T, H, W).
         """
         self._validate(
             z_t, logsnr, text_tokens, text_mask, drop_text, cond_video, aug_logsnr, image_mode, guidance_w
         )
         b, _, frames, height, width = z_t.shape
-        x = z_t if cond_video is None else torch.cat([z_t, cond_video.to(z_t.dtype)], dim=1)
+        inputs = [z_t] if cond_video is None else [z_t, cond_video.to(z_t.dtype)]
+        known = self._known_frames(z_t, known_video, known_mask)
+        x = torch.cat(inputs + known, dim=1) if len(inputs) + len(known) > 1 else z_t
         x = x.transpose(1, 2).flatten(0, 1)  # (B*T, C_in, H, W)
         if self.config.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -210,6 +216,26 @@ class VideoUNet(nn.Module):
                 h = self.upsample[i](h, skips[-1].shape[-2:])
         out = self.out_conv(F.silu(self.out_norm(h)))  # (B*T, C_out, H, W)
         return out.unflatten(0, (b, frames)).transpose(1, 2).contiguous()  # (B, C_out, T, H, W)
+
+    def _known_frames(
+        self, z_t: Tensor, known_video: Tensor | None, known_mask: Tensor | None
+    ) -> list[Tensor]:
+        """The known-frame input channels ``[known * mask, mask]`` of a ``frame_conditioning`` network
+        (zeros when no frame is known); ``[]`` for other networks, which refuse known frames."""
+        if not self.config.frame_conditioning:
+            if known_video is not None or known_mask is not None:
+                raise ValueError("known_video / known_mask given to a U-Net without frame_conditioning")
+            return []
+        b, _, t, h, w = z_t.shape
+        if (known_video is None) != (known_mask is None):
+            raise ValueError("give known_video and known_mask together (or neither)")
+        if known_video is None or known_mask is None:
+            zeros = z_t.new_zeros(b, self.config.in_channels + 1, t, h, w)
+            return [zeros]
+        _check(known_video, (b, self.config.in_channels, t, h, w), "known_video", "(B, C, T, H, W)")
+        _check(known_mask, (b, t), "known_mask", "(B, T)", torch.bool)
+        m = known_mask.to(z_t.dtype).view(b, 1, t, 1, 1).expand(b, 1, t, h, w)  # (B, 1, T, H, W)
+        return [known_video.to(z_t.dtype) * m, m]
 
     def _merge_skip(self, h: Tensor, skip: Tensor) -> Tensor:
         """Combine the up path with the matching down-path activation (B*T, C, H, W)."""

@@ -181,16 +181,19 @@ class _Trainer:
         """A stage folder's weights to start from (model and EMA; fresh optimiser, step 0), e.g. to
         continue training a shipped stage; its network must be this stage's."""
         from imagen_video.cascade.stage_io import check_weights_match, load_stage_weights, read_stage_config
+        from imagen_video.train.known_frames import widen_for_known_frames
 
         saved = read_stage_config(folder)
-        if saved.trained_network() != self.stage.trained_network():
+        widen = self.stage.unet.frame_conditioning and not saved.unet.frame_conditioning
+        source = saved.replace(unet=saved.unet.replace(frame_conditioning=True)) if widen else saved
+        if source.trained_network() != self.stage.trained_network():
             raise TrainSetupError(
                 f"--init-from {str(folder)!r} holds a different network than stage {self.stage.name!r}; "
                 "pass the cascade it came from as --cascade (e.g. its cascade directory)"
             )
         state = load_stage_weights(folder, saved)
         check_weights_match(saved, VideoUNet(saved.unet), state)
-        return state
+        return widen_for_known_frames(state, saved.unet.in_channels) if widen else state
 
     # ---- checkpoints --------------------------------------------------------------------------
 

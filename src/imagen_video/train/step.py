@@ -9,7 +9,8 @@ taken from ``generator`` in this order:
    ``upsample_video`` (bilinear in space, the stage's ``temporal_upsample`` in time) and corrupted by
    noise conditioning augmentation at a random level ``t_a ~ U(0, aug_t_max)``: the same definitions
    the cascade samples with (there with a fixed ``aug_logsnr``);
-3. the diffusion loss (v-MSE by default) at ``t ~ U(0, 1)`` with ``eps ~ N(0, I)``.
+3. frame-conditioned bases only: the known-frame masks (:mod:`imagen_video.train.known_frames`);
+4. the diffusion loss (v-MSE by default) at ``t ~ U(0, 1)`` with ``eps ~ N(0, I)``.
 
 Gradients of ``grad_accum`` micro-batches are averaged (DDP/FSDP synchronise only on the last one),
 the global gradient norm is clipped and AdamW steps. On CUDA with ``precision="bf16"`` the network
@@ -30,6 +31,7 @@ from imagen_video.cascade.config import StageConfig
 from imagen_video.diffusion import conditioning_dropout_mask, diffusion_loss, noise_augment
 from imagen_video.models import upsample_video
 from imagen_video.text.base import TextEmbeddings
+from imagen_video.train.known_frames import draw_known_masks
 
 Batch = Mapping[str, Any]
 
@@ -93,6 +95,10 @@ def stage_loss(
     image_mode = batch.get("image_mode")
     image_mode = None if image_mode is None else image_mode.to(device=device, dtype=torch.bool)  # (B,)
     cond_video, aug_logsnr = _sr_conditioning(batch, x.shape[2:], stage_cfg, generator, device)
+    known = {}
+    if stage_cfg.unet.frame_conditioning:  # clean known frames as input (train/known_frames.py)
+        masks = draw_known_masks(size, x.shape[2], generator, device, image_mode)  # (B, T)
+        known = {"known_video": x, "known_mask": masks}
 
     def predict(z_t: torch.Tensor, logsnr: torch.Tensor) -> torch.Tensor:
         with autocast(device, precision):
@@ -105,6 +111,7 @@ def stage_loss(
                 cond_video=cond_video,
                 aug_logsnr=aug_logsnr,
                 image_mode=image_mode,
+                **known,
             )  # (B, C, T, H, W)
         return out.float()
 
