@@ -197,13 +197,20 @@ def sample_row(
 
 
 def _check_key(seed_dir: Path, key: dict[str, Any]) -> None:
-    """Refuse cached videos of other settings (cascades, sampling, prompts, seed, batching)."""
+    """Refuse cached videos of other settings (cascades, sampling, prompts, seed, batching). Stage
+    configs are compared as :class:`StageConfig` objects, so a cache written before a config field
+    with a default existed still matches."""
     path = seed_dir / "cache.json"
     if path.is_file():
-        if json.loads(path.read_text(encoding="utf-8")) != key:
+        if _normalized(json.loads(path.read_text(encoding="utf-8"))) != _normalized(key):
             raise ValueError(f"{seed_dir} holds videos made with other settings; use another --out")
     else:
         atomic_write_json(path, key)
+
+
+def _normalized(key: dict[str, Any]) -> dict[str, Any]:
+    """A cache key with its ``stages`` read back into :class:`StageConfig` objects."""
+    return {**key, "stages": [StageConfig.from_dict(s) for s in key.get("stages", [])]}
 
 
 def ground_truth_runs(settings: TableSettings, shape: tuple[int, int, int]) -> list[torch.Tensor]:
@@ -338,6 +345,7 @@ def run_table(
     With a subset of ``rows`` (e.g. only the slow original rows, before the distilled cascade exists)
     the rows are sampled into the cache and no table is written (returns None).
     """
+    from imagen_video.world.clip import world_clip_digest
     from imagen_video.world.metric import WorldMetrics
 
     torch_device = torch.device(device)
@@ -372,7 +380,7 @@ def run_table(
         "command": command,
         "machine": machine_info(torch_device),
         "settings": dataclasses.asdict(settings),
-        "world_clip": world_clip or "shipped assets",
+        "world_clip": f"{world_clip or 'shipped assets'} (weights sha256 {world_clip_digest(world_clip)})",
         "rows": table_rows,
         "ground_truth": truth,
         "speedup": _speedups(table_rows),

@@ -196,3 +196,15 @@ def test_rows_subset_and_their_cache_sources(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="--distilled"):
         table1.row_sources(table1.Row("constant", "distilled"), a, None)
     assert table1.main(["--rows", "constant-distilled", "--original", str(a), "--out", str(tmp_path)]) == 2
+
+
+def test_a_cache_from_before_a_defaulted_config_field_still_matches(tmp_path: Path) -> None:
+    stage = tiny_cascade().stages[0]
+    key = {"row": "r", "stages": [stage.to_dict()], "prompts": ["p"], "batch_size": 1}
+    older = json.loads(json.dumps(key))
+    del older["stages"][0]["unet"]["frame_conditioning"]  # written before the field existed
+    (tmp_path / "cache.json").write_text(json.dumps(older))
+    table1._check_key(tmp_path, key)  # the same settings: accepted
+    other = {**key, "stages": [stage.replace(frames=stage.frames * 2).to_dict()]}
+    with pytest.raises(ValueError, match="other settings"):
+        table1._check_key(tmp_path, other)

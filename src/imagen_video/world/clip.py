@@ -379,5 +379,14 @@ def load_world_clip(directory: str | Path | None = None, device: str | torch.dev
 
 
 @functools.lru_cache(maxsize=4)
+def world_clip_digest(directory: str | Path | None = None) -> str:
+    """The first 12 hex digits of the sha256 of a world CLIP's weights (default: the shipped ones),
+    recorded beside the scores it gives, so that results name the evaluator that made them."""
+    from imagen_video.integrity import file_sha256
+
+    folder = Path(directory) if directory is not None else default_assets_dir()
+    return file_sha256(folder / "model.safetensors")[:12]
+
+
 def _load_default(device: str) -> WorldClip:
     return load_world_clip(default_assets_dir(), device)

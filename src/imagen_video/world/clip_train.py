@@ -11,7 +11,7 @@ sec. 13). The frozen text encoder's pooled features of every possible caption ar
 The shipped weights in ``imagen_video/assets/world_clip/`` were produced by::
 
     .venv/bin/python -m imagen_video.world.clip_train --out src/imagen_video/assets/world_clip \\
-        --steps 1500 --max-seconds 1200 --seed 0 --threads 1
+        --steps 1500 --max-seconds 1200 --seed 0 --threads 1 --new-color orange
 
 (see ``train_report.json`` there for the time it took and the R-Precision it reached).
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,7 +40,16 @@ from imagen_video.world.clip import (
     save_world_clip,
 )
 from imagen_video.world.render import render_batch
-from imagen_video.world.spec import ALL_COMBOS, DEFAULT_HOLDOUT, Combo, all_paraphrases, parse_combo
+from imagen_video.world.spec import (
+    ALL_COMBOS,
+    DEFAULT_HOLDOUT,
+    MOTIONS,
+    NEW_COLORS,
+    SHAPES,
+    Combo,
+    all_paraphrases,
+    parse_combo,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +75,9 @@ class ClipTrainConfig(JsonConfig):
     exclude: tuple[str, ...] = ()
     """``color shape motion`` triples left out of training (default none: the evaluator must score
     held-out prompts of the video model too)."""
+    new_colors: tuple[str, ...] = ()
+    """Colors of ``NEW_COLORS`` (outside the shipped video data) whose combinations are trained on
+    too, so that the CLIP can score a cascade fine-tuned on them (docs/finetuning.md)."""
     wordings_per_combo: int = 16
     """Paraphrases per combination (drawn once, seeded) whose text features are precomputed."""
     eval_clips_per_combo: int = 2
@@ -81,13 +94,17 @@ class ClipTrainConfig(JsonConfig):
                 "paraphrase_prob and augment_prob must be in [0, 1], "
                 f"got {self.paraphrase_prob}, {self.augment_prob}"
             )
+        unknown = [c for c in self.new_colors if c not in NEW_COLORS]
+        if unknown:
+            raise ValueError(f"new_colors must be among {', '.join(NEW_COLORS)}, got {', '.join(unknown)}")
         if self.batch_size > len(self.train_combos()):
             raise ValueError(f"batch_size must be <= {len(self.train_combos())} training combinations")
 
     def train_combos(self) -> tuple[Combo, ...]:
-        """The combinations trained on (all 108 minus ``exclude``)."""
+        """The combinations trained on (all 108, and those of ``new_colors``, minus ``exclude``)."""
         excluded = {parse_combo(t) for t in self.exclude}
-        return tuple(c for c in ALL_COMBOS if c not in excluded)
+        new = tuple(Combo(c, s, m) for c, s, m in itertools.product(self.new_colors, SHAPES, MOTIONS))
+        return tuple(c for c in (*ALL_COMBOS, *new) if c not in excluded)
 
 
 def augment(video: torch.Tensor, prob: float, generator: torch.Generator) -> torch.Tensor:
@@ -229,10 +246,14 @@ def train_world_clip(
 def evaluate_clip(
     model: WorldClip, train_combos: Sequence[Combo], clips_per_combo: int, seed: int
 ) -> dict[str, Any]:
-    """R-Precision (99 distractors) of ``model`` on rendered 16x24x40 clips: all combinations, the
-    training combinations and the default held-out set (the latter two may overlap)."""
+    """R-Precision (99 distractors) of ``model`` on rendered 16x24x40 clips: all 108 tier-1
+    combinations, the training combinations, the default held-out set (they may overlap) and the
+    trained combinations of new colors, if any."""
     cfg = model.config
+    new = tuple(c for c in train_combos if c.color in NEW_COLORS)
     groups = {"all": ALL_COMBOS, "trained": tuple(train_combos), "default_holdout": DEFAULT_HOLDOUT}
+    if new:
+        groups["new_colors"] = new
     out: dict[str, Any] = {}
     for name, group in groups.items():
         combos = [c for c in group for _ in range(clips_per_combo)]
@@ -254,6 +275,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave DEFAULT_HOLDOUT out of training (to measure the CLIP's own generalisation)",
     )
+    parser.add_argument(
+        "--new-color",
+        action="append",
+        default=[],
+        choices=sorted(NEW_COLORS),
+        help="also train on this color's combinations (repeatable; e.g. orange)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -264,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         exclude=exclude,
+        new_colors=tuple(args.new_color),
     )
     model, report = train_world_clip(config)
     save_world_clip(model, args.out)
