@@ -44,7 +44,15 @@ if TYPE_CHECKING:
     from imagen_video.cascade.sampling import StageOverride, TextCondition
 
 DEFAULT_METHOD = "reconstruction"
-"""Default conditioning method, chosen by ``benchmarks/conditional_quality.py`` (docs/conditional.md)."""
+"""Default conditioning method of :func:`extend`, and of :func:`animate` with a cascade that has no
+frame-conditioned base; chosen by ``benchmarks/conditional_quality.py`` (docs/conditional.md)."""
+
+
+def animate_method(cascade: Cascade) -> str:
+    """:func:`animate`'s default method: ``"finetuned"`` where the cascade has a frame-conditioned
+    base (first frame and first/last frame are best there, docs/conditional.md), else
+    :data:`DEFAULT_METHOD`."""
+    return "finetuned" if cascade.frame_base is not None else DEFAULT_METHOD
 
 
 def to_rgb(video: torch.Tensor) -> torch.Tensor:
@@ -197,7 +205,8 @@ def animate(
     """Image-to-video: ``image`` (C, H, W) or (B, C, H, W) in [0, 1] is the first frame of a video
     following ``prompt`` (one, or one per image); with ``last_frame`` (same layout) also its last.
 
-    ``options``: ``method`` ("replacement", "reconstruction" or "finetuned"), ``weight`` (w_r),
+    ``options``: ``method`` ("replacement", "reconstruction" or "finetuned"; default
+    :func:`animate_method`), ``weight`` (w_r),
     ``keep_input``, ``overrides``, ``callback``, ``offload``, ``progress`` as in :func:`sample_known`.
     Returns the cascade's output (B, C, T, H, W) at the top stage's shape and frame rate.
     """
@@ -218,7 +227,8 @@ def animate(
     text = cascade.encode(prompts)
     text_seconds = time.perf_counter() - start
     known = KnownFrames(video * 2.0 - 1.0, mask)
-    out, timings = sample_known(cascade, known, text, generator=generator, **options)  # type: ignore[arg-type]
+    method = options.pop("method", None) or animate_method(cascade)
+    out, timings = sample_known(cascade, known, text, method=method, generator=generator, **options)  # type: ignore[arg-type]
     return CascadeOutput(out, top.fps, timings, text_seconds, list(prompts))
 
 
@@ -255,7 +265,7 @@ def extend(
     Autoregressive rounds (Video Diffusion Models sec. 3.1): each conditions one cascade run on the
     last (first, backward) frames so far (:func:`extension_context`) and keeps the new ones. Returns
     (B, C, T + frames, H, W): the input frames followed (preceded) by the new ones. ``options`` as in
-    :func:`animate`.
+    :func:`animate` (``method`` defaults to :data:`DEFAULT_METHOD`).
     """
     from imagen_video.cascade.runner import CascadeOutput
 
@@ -271,6 +281,7 @@ def extend(
     text_seconds = time.perf_counter() - start
     timings: dict[str, float] = {}
     added = 0
+    method = options.pop("method", None) or DEFAULT_METHOD
     while added < frames:
         context = extension_context(clip.shape[2], frames - added, window, base_factor)
         new = min(window - context, frames - added)
@@ -283,6 +294,7 @@ def extend(
             cascade,
             KnownFrames(known_video * 2.0 - 1.0, mask),
             text,
+            method=method,  # type: ignore[arg-type]
             generator=generator,
             progress=progress,
             **options,  # type: ignore[arg-type]

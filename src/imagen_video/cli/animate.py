@@ -34,17 +34,19 @@ if TYPE_CHECKING:
 # and .conditional), repeated so that building the parser imports no torch (tests check they agree).
 METHOD_CHOICES = ("replacement", "reconstruction", "finetuned")
 DEFAULT_METHOD = "reconstruction"
+ANIMATE_DEFAULT_HELP = "finetuned where the cascade has a frame-conditioned base, else reconstruction"
 DEFAULT_RECONSTRUCTION_WEIGHT = 2.0
 
 
-def add_conditioning_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by `animate` and `extend`: prompt, method, w_r, keeping the input frames."""
+def add_conditioning_arguments(parser: argparse.ArgumentParser, default_help: str = DEFAULT_METHOD) -> None:
+    """Options shared by `animate` and `extend`: prompt, method, w_r, keeping the input frames.
+    ``--method`` defaults to None (the library's choice, described by ``default_help``)."""
     parser.add_argument("--prompt", help="the text prompt (required)")
     parser.add_argument(
         "--method",
         choices=METHOD_CHOICES,
-        default=DEFAULT_METHOD,
-        help=f"how the known frames condition each stage (default {DEFAULT_METHOD}; docs/conditional.md)",
+        default=None,
+        help=f"how the known frames condition each stage (default {default_help}; docs/conditional.md)",
     )
     parser.add_argument(
         "--guidance-weight",
@@ -72,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("image", help="the first frame (.png, .jpg, .webp, ...)")
     parser.add_argument("--last-frame", metavar="IMAGE", help="also fix the video's last frame")
-    add_conditioning_arguments(parser)
+    add_conditioning_arguments(parser, ANIMATE_DEFAULT_HELP)
     parser.set_defaults(func=run)
 
 
