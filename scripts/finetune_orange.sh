@@ -10,6 +10,10 @@
 #   full    baseline: full fine-tune of the base stage on the images run's data   -> RUNS/full_cascade
 #   sr      adapters from the same stills on ssr1 and ssr2, scored with the images adapter
 #           -> RUNS/adapter_ssr1, RUNS/adapter_ssr2
+#   videos_sr  the control with SR adapters too: 'videos', then adapters from the orange videos on
+#           ssr1 and ssr2 -> RUNS/adapter_videos_ssr1, RUNS/adapter_videos_ssr2
+#   full_sr the baseline with the SR stages too: base, ssr1 and ssr2 fully fine-tuned on the images
+#           run's data (STEPS, SR_STEPS) -> RUNS/full_sr_cascade
 #   none    the demo cascade without an adapter
 # Each experiment trains (resuming when rerun), then scores 36 orange prompts (3 shapes x 6 motions x
 # 2 seeds) and the 36 prompts of benchmarks/demo_quality.py with benchmarks/finetune_orange.py.
@@ -81,7 +85,31 @@ JSON
             lora "$RUNS/adapter_ssr1" "$RUNS/orange_images" ssr1 "$SR_STEPS" --images-only
             lora "$RUNS/adapter_ssr2" "$RUNS/orange_images" ssr2 "$SR_STEPS" --images-only
             score sr --lora "$RUNS/adapter" --lora "$RUNS/adapter_ssr1" --lora "$RUNS/adapter_ssr2" ;;
+    videos_sr)  # the control as the shipped adapter: orange videos, adapters on base, ssr1 and ssr2
+            [ -f "$RUNS/adapter_videos/adapter_config.json" ] || { echo "run 'videos' first (its adapter)"; exit 2; }
+            lora "$RUNS/adapter_videos_ssr1" "$RUNS/orange_videos" ssr1 "$SR_STEPS"
+            lora "$RUNS/adapter_videos_ssr2" "$RUNS/orange_videos" ssr2 "$SR_STEPS"
+            score videos_sr --lora "$RUNS/adapter_videos" --lora "$RUNS/adapter_videos_ssr1" \
+                --lora "$RUNS/adapter_videos_ssr2" ;;
+    full_sr)  # the baseline as the shipped adapter: base, ssr1 and ssr2 fully fine-tuned on the stills
+            [ -f "$RUNS/adapter/data/manifest.jsonl" ] || { echo "run 'images' first (its data)"; exit 2; }
+            for stage in base ssr1 ssr2; do
+              steps=$SR_STEPS; [ $stage = base ] && steps=$STEPS
+              cat > "$RUNS/full_$stage.json" <<JSON
+{"batch_size": 8, "lr": 0.0002, "warmup_steps": 20, "ema_decay": 0.995, "max_steps": $steps,
+ "checkpoint_every": 50, "log_every": 10, "seed": 0}
+JSON
+              resume=()
+              [ -d "$RUNS/full_$stage/checkpoints" ] && resume=(--resume)
+              start=$SECONDS
+              $IV train --cascade "$DEMO" --stage $stage --init-from "$DEMO/$stage" --data "$RUNS/adapter/data" \
+                  --out "$RUNS/full_$stage" --config "$RUNS/full_$stage.json" --no-progress "${resume[@]}"
+              echo "full fine-tune of $stage wall time: $((SECONDS - start)) s"
+            done
+            $IV cascade assemble "$RUNS/full_sr_cascade" "$RUNS/full_base/stage" "$DEMO/tsr1" \
+                "$RUNS/full_ssr1/stage" "$DEMO/tsr2" "$RUNS/full_ssr2/stage"
+            score full_sr --model "$RUNS/full_sr_cascade" ;;
     none)   score none ;;
-    *)      echo "unknown experiment $experiment (images, videos, full, sr, none)"; exit 2 ;;
+    *)      echo "unknown experiment $experiment (images, videos, full, sr, videos_sr, full_sr, none)"; exit 2 ;;
   esac
 done

@@ -278,6 +278,15 @@ def test_super_resolution_stages_train_and_preview(world, tmp_path, name) -> Non
     assert load_stage(tmp_path / "stage")[0] == stage
 
 
+def test_a_stage_trained_on_crops_previews_at_the_crop_size(world, tmp_path) -> None:
+    data, cache = world
+    stage = TINY.stage("ssr").replace(train_crop=(8, 8))  # 8x8 crops of its 16x16 clips (fully conv)
+    cfg = tiny_config(max_steps=2, batch_size=2, preview_every=2, num_previews=1, preview_sampling_steps=2)
+    result = run(stage, cfg, data, tmp_path, cache)
+    assert result.step == 2
+    assert len(list((tmp_path / "previews" / "step_00000002").glob("*.gif"))) == 1
+
+
 def test_joint_image_video_batches_reach_the_network(tmp_path, monkeypatch) -> None:
     data = make_dataset(tmp_path / "data", videos=8, images=8)
     cache = make_text_cache(tmp_path / "cache", data)

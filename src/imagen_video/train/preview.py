@@ -39,6 +39,7 @@ def sample_preview(
     stage's input shape. Draws from ``generator`` as ``sample_stage`` does (aug noise, then z_1).
     """
     device = model_device(model)
+    stage_cfg = crop_stage(stage_cfg, cond_video)
     condition = TextCondition(
         tokens=text.tokens.to(device),
         mask=text.mask.to(device),
@@ -48,6 +49,21 @@ def sample_preview(
     autocast_dtype = torch.bfloat16 if precision == "bf16" and device.type == "cuda" else None
     return sample_stage(
         model, stage, condition, cond_video, generator=generator, autocast_dtype=autocast_dtype
+    )
+
+
+def crop_stage(stage_cfg: StageConfig, cond_video: torch.Tensor | None) -> StageConfig:
+    """``stage_cfg`` at the size of a training crop when ``cond_video`` (B, C, T', H', W') is one (a
+    stage with ``train_crop`` trains, and previews, on crops of its clips; it is fully convolutional,
+    sec. 2.3), else ``stage_cfg`` itself."""
+    if cond_video is None or stage_cfg.cond_height is None or stage_cfg.cond_width is None:
+        return stage_cfg
+    height, width = cond_video.shape[-2:]
+    if (height, width) == (stage_cfg.cond_height, stage_cfg.cond_width):
+        return stage_cfg
+    scale_h, scale_w = stage_cfg.height // stage_cfg.cond_height, stage_cfg.width // stage_cfg.cond_width
+    return stage_cfg.replace(
+        height=height * scale_h, width=width * scale_w, cond_height=height, cond_width=width, train_crop=None
     )
 
 
