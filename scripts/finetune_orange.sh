@@ -79,7 +79,7 @@ JSON
                 --out "$RUNS/full" --config "$RUNS/full.json" --no-progress "${resume[@]}"
             echo "full fine-tune wall time: $((SECONDS - start)) s"
             $IV cascade assemble "$RUNS/full_cascade" "$RUNS/full/stage" "$DEMO/tsr1" "$DEMO/ssr1" \
-                "$DEMO/tsr2" "$DEMO/ssr2"
+                "$DEMO/tsr2" "$DEMO/ssr2" --preset "$DEMO"
             score full --model "$RUNS/full_cascade" ;;
     sr)     [ -f "$RUNS/adapter/adapter_config.json" ] || { echo "run 'images' first (its adapter)"; exit 2; }
             lora "$RUNS/adapter_ssr1" "$RUNS/orange_images" ssr1 "$SR_STEPS" --images-only
@@ -107,7 +107,7 @@ JSON
               echo "full fine-tune of $stage wall time: $((SECONDS - start)) s"
             done
             $IV cascade assemble "$RUNS/full_sr_cascade" "$RUNS/full_base/stage" "$DEMO/tsr1" \
-                "$RUNS/full_ssr1/stage" "$DEMO/tsr2" "$RUNS/full_ssr2/stage"
+                "$RUNS/full_ssr1/stage" "$DEMO/tsr2" "$RUNS/full_ssr2/stage" --preset "$DEMO"
             score full_sr --model "$RUNS/full_sr_cascade" ;;
     none)   score none ;;
     *)      echo "unknown experiment $experiment (images, videos, full, sr, videos_sr, full_sr, none)"; exit 2 ;;
