@@ -315,6 +315,21 @@ def test_shipped_demo_orange_adapter_fits_the_shipped_demo_cascade() -> None:
     assert sizes == {"base": 200_432, "ssr1": 160_968, "ssr2": 74_696}  # 10%, 10%, 15% of the stages
 
 
+def test_an_adapter_on_the_base_retires_the_frame_conditioned_base() -> None:
+    from imagen_video.cascade import Cascade
+    from imagen_video.cascade.registry import shipped_cascade_dir
+    from imagen_video.finetune.adapter import apply_adapters
+
+    cascade = Cascade.from_pretrained("demo", device="cpu")
+    assert cascade.frame_base is not None
+    apply_adapters(cascade, shipped_cascade_dir("demo"), [parse_lora_option("demo-orange")])
+    assert cascade.frame_base is None  # fine-tuned from the plain base, it would drop the adapter
+    with pytest.raises(ValueError, match="once a --lora adapter changes the base"):
+        cascade.animate(
+            torch.rand(3, 48, 80), "an orange circle moving up", method="finetuned", progress=False
+        )
+
+
 def test_lora_without_peft_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch) -> None:
     """Where the `lora` extra is not installed, --lora and finetune say how to install it (exit 2)."""
     import importlib.util

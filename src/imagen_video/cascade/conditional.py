@@ -5,9 +5,8 @@ cascade (paper sec. 2.2, Figure 6) with every stage's denoiser wrapped by a know
 of :mod:`imagen_video.cascade.conditioning` (replacement or reconstruction guidance, Video Diffusion
 Models sec. 3.1 and eq. 7), or, with ``"finetuned"``, the base sampled by a network that takes the
 known frames as input (:mod:`imagen_video.cascade.frame_base`); the known frames go in at each
-stage's resolution. Extension is
-autoregressive (Video Diffusion Models sec. 3.1): each round conditions a full-length window on the
-last frames so far and keeps the new ones.
+stage's resolution. Extension is autoregressive (Video Diffusion Models sec. 3.1): each round
+conditions a full-length window on the last frames so far and keeps the new ones.
 
 Inputs are float in [0, 1] at the user boundary; a 1-channel (grayscale) input is repeated to RGB
 and a 4-channel one is composited over black by its alpha; other sizes are center-cropped to the
@@ -179,8 +178,9 @@ def _frame_base(cascade: Cascade, known: KnownFrames, frames: int) -> tuple[Stag
     none."""
     if cascade.frame_base is None:
         raise ValueError(
-            f"cascade {cascade.config.name!r} has no frame-conditioned base ({FRAME_BASE_DIR}/); "
-            "use the 'reconstruction' or 'replacement' method"
+            f"cascade {cascade.config.name!r} has no frame-conditioned base ({FRAME_BASE_DIR}/, and "
+            "none applies once a --lora adapter changes the base); use the 'reconstruction' or "
+            "'replacement' method"
         )
     config, network = cascade.frame_base
     video, mask = known.at_stage(frames, config.height, config.width)
@@ -206,9 +206,9 @@ def animate(
     following ``prompt`` (one, or one per image); with ``last_frame`` (same layout) also its last.
 
     ``options``: ``method`` ("replacement", "reconstruction" or "finetuned"; default
-    :func:`animate_method`), ``weight`` (w_r),
-    ``keep_input``, ``overrides``, ``callback``, ``offload``, ``progress`` as in :func:`sample_known`.
-    Returns the cascade's output (B, C, T, H, W) at the top stage's shape and frame rate.
+    :func:`animate_method`), ``weight`` (w_r), ``keep_input``, ``overrides``, ``callback``,
+    ``offload``, ``progress`` as in :func:`sample_known`. Returns the cascade's output
+    (B, C, T, H, W) at the top stage's shape and frame rate.
     """
     from imagen_video.cascade.runner import CascadeOutput
 

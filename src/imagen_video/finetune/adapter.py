@@ -229,7 +229,9 @@ def apply_adapters(
 
     ``model_dir`` is the cascade directory the networks were loaded from: every adapter's base hashes
     are checked against its files before anything is merged, so a refused adapter changes nothing.
-    Adapters add up: ``W + sum_i scale_i * (alpha_i / r_i) * B_i A_i``.
+    Adapters add up: ``W + sum_i scale_i * (alpha_i / r_i) * B_i A_i``. An adapter on the base stage
+    removes the cascade's frame-conditioned base (:mod:`imagen_video.cascade.frame_base`), which was
+    fine-tuned from the base without it.
     """
     loaded = []
     for folder, scale in adapters:
@@ -240,6 +242,8 @@ def apply_adapters(
         for stage in config.stages:
             merged = merge_adapter(cascade.models[stage], weights[stage], config, scale)
             cascade.models[stage] = merged.eval().requires_grad_(False)
+        if cascade.config.stages[0].name in config.stages:
+            cascade.frame_base = None  # fine-tuned from the unadapted base: it would drop the adapter
     return cascade
 
 
