@@ -6,7 +6,8 @@
 #   RUNS=/path/to/runs bash scripts/train_frame_base.sh
 #
 # CASCADE: the cascade whose base is fine-tuned (default: the shipped demo). STEPS: optimiser steps
-# (default 3000). INSTALL: cascade directories to copy the result into, as fp16 weights (default: none).
+# (default 3000). INSTALL: cascade directories to copy the result into as base_frames/, fp16 weights,
+# sampled without guidance (default: none).
 set -euo pipefail
 RUNS=${RUNS:-runs/demo}
 IV=${IV:-imagen-video}
@@ -44,7 +45,9 @@ for target in ${INSTALL:-}; do
   python - "$RUNS/frame_base/stage" "$target/base_frames" <<'PY'
 import sys
 from imagen_video.cascade.stage_io import load_stage, save_stage
+from imagen_video.diffusion.config import constant_guidance
 config, model = load_stage(sys.argv[1], stage_name="base")
-save_stage(sys.argv[2], config, model.half())
+# Sampled unguided: with known frames the base keeps a clip's speed best at w = 0 (docs/conditional.md).
+save_stage(sys.argv[2], config.replace(guidance=constant_guidance(0.0)), model.half())
 PY
 done
