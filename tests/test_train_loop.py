@@ -409,6 +409,14 @@ def test_data_loader_workers_give_the_same_run(world, tmp_path) -> None:
     assert inline.losses == workers.losses  # samples depend on (seed, epoch, slot), not on the worker
 
 
+def _new_trainer(stage, data: Path, out: Path, cache: Path, ctx, init_from: Path):
+    """A trainer of ``stage`` on the tiny world that starts from the stage folder ``init_from``."""
+    text = {"encoder": "embedded", "max_length": TINY.text_max_length, "cache_dir": cache}
+    return loop_module._Trainer(
+        stage, tiny_config(), data, out, ctx, resume=False, text=text, progress=False, init_from=init_from
+    )
+
+
 def test_init_from_a_stage_folder_starts_from_its_weights(world, tmp_path) -> None:
     from imagen_video.cascade.stage_io import save_stage
     from imagen_video.models import VideoUNet
@@ -417,37 +425,16 @@ def test_init_from_a_stage_folder_starts_from_its_weights(world, tmp_path) -> No
     data, cache = world
     first = run(TINY.stage("base"), tiny_config(max_steps=4), data, tmp_path / "a", cache)
     _, trained = load_stage(first.stage_dir, stage_name="base")
-    text = {"encoder": "embedded", "max_length": TINY.text_max_length, "cache_dir": cache}
     ctx = dist_utils.init_distributed("cpu")
     try:
-        trainer = loop_module._Trainer(
-            TINY.stage("base"),
-            tiny_config(),
-            data,
-            tmp_path / "b",
-            ctx,
-            resume=False,
-            text=text,
-            progress=False,
-            init_from=first.stage_dir,
-        )
+        trainer = _new_trainer(TINY.stage("base"), data, tmp_path / "b", cache, ctx, first.stage_dir)
         for name, tensor in trained.state_dict().items():
             assert torch.equal(trainer.ema.model.state_dict()[name], tensor), name
             assert torch.equal(dist_utils.unwrap_model(trainer.model).state_dict()[name], tensor), name
         other = tmp_path / "tsr"
         save_stage(other, TINY.stage("tsr"), VideoUNet(TINY.stage("tsr").unet))
         with pytest.raises(TrainSetupError, match="holds a different network than stage 'base'"):
-            loop_module._Trainer(
-                TINY.stage("base"),
-                tiny_config(),
-                data,
-                tmp_path / "c",
-                ctx,
-                resume=False,
-                text=text,
-                progress=False,
-                init_from=other,
-            )
+            _new_trainer(TINY.stage("base"), data, tmp_path / "c", cache, ctx, other)
     finally:
         dist_utils.shutdown_distributed(ctx)
     second = run(
@@ -466,21 +453,11 @@ def test_a_frame_conditioned_base_starts_from_a_plain_base_with_zero_known_frame
     _, trained = load_stage(first.stage_dir, stage_name="base")
     base = TINY.stage("base")
     frame_stage = base.replace(unet=base.unet.replace(frame_conditioning=True))
-    text = {"encoder": "embedded", "max_length": TINY.text_max_length, "cache_dir": cache}
     ctx = dist_utils.init_distributed("cpu")
     try:
-        trainer = loop_module._Trainer(
-            frame_stage,
-            tiny_config(),
-            data,
-            tmp_path / "b",
-            ctx,
-            resume=False,
-            text=text,
-            progress=False,
-            init_from=first.stage_dir,
-        )
-        state = trainer.ema.model.state_dict()
+        state = _new_trainer(
+            frame_stage, data, tmp_path / "b", cache, ctx, first.stage_dir
+        ).ema.model.state_dict()
     finally:
         dist_utils.shutdown_distributed(ctx)
     weight = state["in_conv.weight"]  # (C0, 3 + 3 + 1, k, k)
