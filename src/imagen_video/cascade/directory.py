@@ -168,6 +168,16 @@ def order_stages(stages: list[StageConfig]) -> list[StageConfig]:
     return chain
 
 
+def stage_folders(directory: str | os.PathLike[str]) -> list[Path]:
+    """The stage folders in a cascade directory (subfolders with a ``config.json``), sorted by name;
+    the frame-conditioned base's ``base_frames/`` is not a stage."""
+    from imagen_video.cascade.frame_base import FRAME_BASE_DIR
+
+    root = Path(directory)
+    folders = sorted(root.iterdir()) if root.is_dir() else []
+    return [p for p in folders if (p / CONFIG_FILE).is_file() and p.name != FRAME_BASE_DIR]
+
+
 def assemble_cascade(
     directory: str | os.PathLike[str],
     *,
@@ -196,9 +206,7 @@ def assemble_cascade(
     if stage_dirs:
         found = [(Path(d), read_stage_config(d)) for d in stage_dirs]
     else:
-        folders = sorted(root.iterdir()) if root.is_dir() else []
-        candidates = [p for p in folders if (p / CONFIG_FILE).is_file() and p.name != FRAME_BASE_DIR]
-        found = [(p, read_stage_config(p, p.name)) for p in candidates]
+        found = [(p, read_stage_config(p, p.name)) for p in stage_folders(root)]
     if not found:
         raise ValueError(f"no stage folders (with {CONFIG_FILE}) in {str(root)!r} and none given")
     by_name: dict[str, tuple[Path, StageConfig]] = {}

@@ -124,15 +124,11 @@ def _preset_of_stages(args: argparse.Namespace) -> CascadeConfig:
     token length is the one they were trained with); ValueError when none matches."""
     from pathlib import Path
 
-    from imagen_video.cascade.frame_base import FRAME_BASE_DIR
+    from imagen_video.cascade.directory import stage_folders
     from imagen_video.cascade.presets import CASCADE_PRESETS
     from imagen_video.cascade.stage_io import read_stage_config
 
-    folders = [Path(d) for d in args.stage_dirs] or sorted(
-        p
-        for p in Path(args.directory).glob("*")
-        if (p / "config.json").is_file() and p.name != FRAME_BASE_DIR
-    )
+    folders = [Path(d) for d in args.stage_dirs] or stage_folders(args.directory)
     stages = [read_stage_config(folder) for folder in folders]
     for make in CASCADE_PRESETS.values():
         preset = make()
