@@ -117,15 +117,40 @@ def test_read_image_converts_grayscale_and_composites_alpha_over_black(tmp_path:
 
 @pytest.mark.parametrize(
     ("clip", "new", "expected"),
-    [(16, 16, 16), (32, 16, 16), (32, 5, 24), (40, 100, 16), (9, 30, 8), (30, 1, 28)],
+    [
+        (16, 16, (13, 16)),
+        (32, 16, (13, 16)),
+        (32, 5, (21, 5)),
+        (40, 100, (13, 16)),
+        (9, 30, (9, 20)),
+        (30, 1, (25, 1)),
+    ],
 )
-def test_extension_context_is_block_aligned_and_leaves_room(clip: int, new: int, expected: int) -> None:
-    assert extension_context(clip, new, window=32, base_factor=4) == expected
+def test_extension_context_ends_the_known_frames_on_a_base_frame(
+    clip: int, new: int, expected: tuple[int, int]
+) -> None:
+    known, kept = extension_context(clip, new, window=32, base_factor=4)
+    assert (known, kept) == expected
+    assert (known - 1) % 4 == 0  # the newest known frame is base frame (known - 1) / 4
+    assert known + kept - 1 <= 28  # nothing past the window's last base frame is kept
+
+
+@pytest.mark.parametrize(
+    ("clip", "new", "expected"), [(16, 16, (16, 16)), (9, 30, (8, 24)), (30, 1, (28, 1)), (40, 100, (16, 16))]
+)
+def test_extension_context_backward_starts_the_known_frames_on_a_base_frame(
+    clip: int, new: int, expected: tuple[int, int]
+) -> None:
+    known, kept = extension_context(clip, new, window=32, base_factor=4, backward=True)
+    assert (known, kept) == expected
+    assert (32 - known) % 4 == 0  # the oldest known frame is a base frame
 
 
 def test_extension_needs_two_base_frames() -> None:
+    with pytest.raises(ValueError, match="the clip has 4 frames; extending needs at least 5"):
+        extension_context(4, 4, window=32, base_factor=4)
     with pytest.raises(ValueError, match="the clip has 7 frames; extending needs at least 8"):
-        extension_context(7, 4, window=32, base_factor=4)
+        extension_context(7, 4, window=32, base_factor=4, backward=True)
 
 
 def _clip(frames: int) -> torch.Tensor:
@@ -139,7 +164,7 @@ def test_extend_forward_in_rounds_keeps_the_clip_first(tiny: Cascade) -> None:
     assert out.video.shape == (1, 3, 11, 16, 16) and out.fps == 4.0
     torch.testing.assert_close(out.video[0, :, :6], clip, atol=1e-6, rtol=0)
     rounds = sum(1 for s in steps if s.stage_index == 0 and s.step == 0)
-    assert rounds == 2  # 4 known + 4 new frames of the 8-frame window, then 6 known + 1 of 2 new
+    assert rounds == 2  # 3 known + 4 new frames of the 8-frame window, then 5 known + 1
 
 
 def test_extend_backward_puts_the_new_frames_first(tiny: Cascade) -> None:
@@ -165,5 +190,7 @@ def test_extend_rejects_bad_options(tiny: Cascade, kwargs: dict, message: str) -
 
 
 def test_extend_rejects_a_clip_shorter_than_the_base_needs(tiny: Cascade) -> None:
+    with pytest.raises(ValueError, match="the clip has 2 frames; extending needs at least 3"):
+        tiny.extend(_clip(2), PROMPT, progress=False)
     with pytest.raises(ValueError, match="the clip has 3 frames; extending needs at least 4"):
-        tiny.extend(_clip(3), PROMPT, progress=False)
+        tiny.extend(_clip(3), PROMPT, backward=True, progress=False)

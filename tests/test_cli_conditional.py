@@ -92,7 +92,7 @@ def test_extend_reads_the_clip_at_the_cascade_rate_and_keeps_it(
     [
         (["animate", "{bad}", "--prompt", PROMPT], "cannot read image"),
         (["animate", "{image}"], "no prompt given; pass --prompt TEXT"),
-        (["extend", "{clip}", "--prompt", PROMPT], "the clip has 2 frames; extending needs at least 4"),
+        (["extend", "{clip}", "--prompt", PROMPT], "the clip has 2 frames; extending needs at least 3"),
         (["extend", "{missing}", "--prompt", PROMPT], "does not exist"),
         (["extend", "{clip}", "--prompt", PROMPT, "--frames", "0"], "--frames must be an integer >= 1"),
     ],

@@ -232,20 +232,33 @@ def animate(
     return CascadeOutput(out, top.fps, timings, text_seconds, list(prompts))
 
 
-def extension_context(clip_frames: int, new_frames: int, window: int, base_factor: int) -> int:
-    """Known frames in one extension round of a ``window``-frame cascade run: as many of the clip's as
-    fit beside ``new_frames``, but at least half the window (two base frames in all) and at most the
-    window less one base frame, rounded down to a multiple of ``base_factor`` (the top-stage frames
-    per base frame, so every known base frame is a real frame). ValueError for a clip shorter than
-    two base frames' worth."""
-    minimum = 2 * base_factor
+def extension_context(
+    clip_frames: int, new_frames: int, window: int, base_factor: int, *, backward: bool = False
+) -> tuple[int, int]:
+    """``(known, new)`` frames of one extension round of a ``window``-frame cascade run.
+
+    The known frames sit so that the one at the seam (the clip's newest forward, its oldest
+    backward) is a base-stage frame: the base then conditions on the frame the new ones continue
+    from, not on one up to ``base_factor - 1`` frames before it (a base frame is ``base_factor``
+    top-stage frames, so forward the count is one more than a multiple of it, backward a multiple).
+    As many of the clip's frames are known as fit beside ``new_frames``, but about half the window
+    and at least two base frames, and at least one base frame is new. Forward, a round keeps no new
+    frame past the window's last base frame: the TSR stages only hold that frame over the trailing
+    ones. ValueError for a clip shorter than two base frames' worth.
+    """
+    minimum = 2 * base_factor if backward else base_factor + 1
     if clip_frames < minimum:
         raise ValueError(
             f"the clip has {clip_frames} frames; extending needs at least {minimum} "
             f"(two frames of the base stage)"
         )
-    context = min(clip_frames, window - base_factor, max(minimum, window // 2, window - new_frames))
-    return context // base_factor * base_factor
+    last = window - base_factor  # top-stage index of the window's last base frame
+    room = window if backward else last + 1  # window positions a round may fill
+    most = last if backward else last - base_factor + 1
+    wanted = min(clip_frames, most, max(minimum, window // 2, room - new_frames))
+    offset = 0 if backward else 1  # backward a multiple of base_factor, forward one more
+    known = (wanted - offset) // base_factor * base_factor + offset
+    return known, min(room - known, new_frames)
 
 
 def extend(
@@ -275,7 +288,7 @@ def extend(
     clip = fit_to_output(_batch(video, 5, "video"), top.height, top.width)  # (B, 3, T, H, W)
     prompts = _prompt_list(prompt, clip.shape[0])
     base_factor = window // cascade.config.stages[0].frames
-    extension_context(clip.shape[2], frames, window, base_factor)  # checks the clip length
+    extension_context(clip.shape[2], frames, window, base_factor, backward=backward)  # checks the length
     start = time.perf_counter()
     text = cascade.encode(prompts)
     text_seconds = time.perf_counter() - start
@@ -283,8 +296,8 @@ def extend(
     added = 0
     method = options.pop("method", None) or DEFAULT_METHOD
     while added < frames:
-        context = extension_context(clip.shape[2], frames - added, window, base_factor)
-        new = min(window - context, frames - added)
+        left = frames - added
+        context, new = extension_context(clip.shape[2], left, window, base_factor, backward=backward)
         known_video = torch.zeros(clip.shape[0], 3, window, top.height, top.width)
         mask = torch.zeros(window, dtype=torch.bool)
         seen = slice(window - context, window) if backward else slice(0, context)
