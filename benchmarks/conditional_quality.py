@@ -12,12 +12,16 @@ Three tasks, each with every conditioning method asked for, on a shipped cascade
   monotonically from the first position to the last (no step back by more than half a pixel).
 
 Sampling keeps the model's own reconstruction of the known frames (``keep_input=False``), so frame 0
-and the seam are the model's, not a copy of the input. Seeds and prompts are fixed.
+and the seam are the model's, not a copy of the input; ``--keep-input`` samples as the commands do by
+default (every stage keeps the given frames; an extension's output starts with the clip itself either
+way, so for extend this changes only what the later stages are conditioned on). Seeds and prompts
+are fixed.
 
     python benchmarks/conditional_quality.py --out benchmarks/results/conditional_quality_demo.json
     python benchmarks/conditional_quality.py --methods reconstruction --weight 5 --limit extend=12
     python benchmarks/conditional_quality.py --merge a.json b.json --out all.json  # runs over --start
     python benchmarks/conditional_quality.py --tasks extend --steps base=32  # a stage's sampling changed
+    python benchmarks/conditional_quality.py --tasks extend --keep-input  # as `imagen-video extend` samples
 """
 
 from __future__ import annotations
@@ -121,7 +125,7 @@ def sampling(method: str, args: argparse.Namespace, index: int) -> dict:
     return {
         "method": method,
         "weight": args.weight,
-        "keep_input": False,
+        "keep_input": args.keep_input,
         "overrides": args.overrides,
         "generator": torch.Generator().manual_seed(args.seed + args.start // args.batch + index),
         "progress": False,
@@ -303,6 +307,11 @@ def main() -> None:
         action="store_true",
         help="extend: record where every stage puts the object (rows' stage_positions, base_ratio)",
     )
+    parser.add_argument(
+        "--keep-input",
+        action="store_true",
+        help="every stage keeps the given frames, as the commands' default (default: the model's own)",
+    )
     parser.add_argument("--start", type=int, default=0, help="skip the first N cases of every task")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join the results of these runs instead")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -335,7 +344,7 @@ def main() -> None:
         "weight_w_r": args.weight,
         "steps": args.steps,
         "guidance": args.guidance,
-        "keep_input": False,
+        "keep_input": args.keep_input,
         "cells": cells,
     }
     if args.out:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import runpy
 from collections import Counter
@@ -83,3 +84,11 @@ def test_stage_positions_count_frames_of_the_clips_own_motion(bench: dict) -> No
     assert out["base_ratio"] == pytest.approx(1.0, abs=0.02)
     faster = {"base": torch.cat([clip[:, 0:16:4], clip[:, 20:32:4]], dim=1) * 2 - 1}  # jumps ahead by 4
     assert bench["stage_positions"](faster, clip[:, :28], "moving down")["base_ratio"] > 1.2
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_sampling_keeps_the_input_only_when_asked(bench: dict, keep: bool) -> None:
+    args = argparse.Namespace(weight=2.0, keep_input=keep, overrides={}, seed=0, start=24, batch=12)
+    options = bench["sampling"]("reconstruction", args, 1)
+    assert options["keep_input"] is keep and options["weight"] == 2.0
+    assert torch.equal(options["generator"].get_state(), torch.Generator().manual_seed(3).get_state())
