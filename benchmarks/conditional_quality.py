@@ -7,7 +7,8 @@ Three tasks, each with every conditioning method asked for, on a shipped cascade
   and frame 0 is compared with the image (PSNR, dB);
 - extend: a rendered clip's first 16 frames are extended by 16; the analyzer reads the 16 new frames,
   and the object's velocity across the seam (least-squares slope over frames 15-19) is compared with
-  its velocity inside the clip (slope over frames 0-15);
+  its velocity inside the clip (slope over frames 0-15); the new frames' object area is compared with
+  the rendered continuation's (``size_drift``, mean log ratio; 0 when the size carries on right);
 - first/last frame: frames 0 and T-1 of a rendered moving clip are given; the object must move
   monotonically from the first position to the last (no step back by more than half a pixel).
 
@@ -83,6 +84,16 @@ def seam_ratio(clip: torch.Tensor, video: torch.Tensor, motion: str) -> float | 
     inside, _ = track(clip, motion)
     position, present = track(video, motion)
     return slope(position[SEAM]) / slope(inside) if present[SEAM].all() else None
+
+
+def size_drift(clip: torch.Tensor, video: torch.Tensor) -> float | None:
+    """Mean over the new frames (from ``CONTEXT`` on) of log(object area in ``video`` / area in the
+    rendered ``clip``), both (C, T, H, W); None when the object is missing from a new frame. Positive
+    when the continuation draws the object larger than it is."""
+    made, truth = (measure_frames(v[:, CONTEXT:].permute(1, 2, 3, 0).numpy()) for v in (video, clip))
+    if not (made.present.all() and truth.present.all()):
+        return None
+    return float(np.mean(np.log(made.area / truth.area)))
 
 
 def stage_positions(stages: dict[str, torch.Tensor], clip: torch.Tensor, motion: str) -> dict[str, object]:
@@ -184,6 +195,7 @@ def run_extend(cascade: Cascade, combos: Cases, method: str, args: argparse.Name
                     "match": analyze_clip(video[:, CONTEXT:], "CTHW").matches(c),
                     "seam_ratio": ratio,
                     "seam_ok": ratio is not None and abs(ratio - 1.0) <= 0.25,
+                    "size_drift": size_drift(clip, video),  # type: ignore[arg-type]
                 }
             )
             if stages:
@@ -233,6 +245,9 @@ def summarize(rows: list[dict]) -> dict[str, object]:
     if "seam_ratio" in rows[0]:
         ratios = [r["seam_ratio"] for r in rows if r["seam_ratio"] is not None]
         summary["seam_ratio_median"] = float(np.median(ratios)) if ratios else None
+    drifts = [r["size_drift"] for r in rows if r.get("size_drift") is not None]
+    if drifts:
+        summary["size_drift_mean"] = float(np.mean(drifts))
     if "base_ratio" in rows[0]:
         base = np.array([r["base_ratio"] for r in rows])
         summary["base_within_25"] = float((abs(base - 1.0) <= 0.25).mean())

@@ -92,3 +92,15 @@ def test_sampling_keeps_the_input_only_when_asked(bench: dict, keep: bool) -> No
     options = bench["sampling"]("reconstruction", args, 1)
     assert options["keep_input"] is keep and options["weight"] == 2.0
     assert torch.equal(options["generator"].get_state(), torch.Generator().manual_seed(3).get_state())
+
+
+def test_size_drift_is_the_mean_log_area_ratio_of_the_new_frames(bench: dict) -> None:
+    clip = torch.zeros(3, 32, 48, 80)
+    clip[:, :, 20:28, 30:38] = 1.0  # an 8x8 white square in every frame
+    assert bench["size_drift"](clip, clip) == pytest.approx(0.0)
+    bigger = clip.clone()
+    bigger[:, 16:, 20:32, 30:42] = 1.0  # 12x12 in the new frames
+    assert bench["size_drift"](clip, bigger) == pytest.approx(np.log(144 / 64), abs=0.05)
+    gone = clip.clone()
+    gone[:, 20] = 0.0  # missing from a new frame
+    assert bench["size_drift"](clip, gone) is None
