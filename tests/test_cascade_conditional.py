@@ -13,8 +13,10 @@ import torch
 from PIL import Image
 
 from imagen_video.cascade import Cascade, CascadeStep
-from imagen_video.cascade.conditional import extension_context, read_image, to_rgb
+from imagen_video.cascade.conditional import capped_guidance, extension_context, read_image, to_rgb
 from imagen_video.cascade.presets import tiny_cascade
+from imagen_video.cascade.sampling import StageOverride
+from imagen_video.diffusion.config import constant_guidance, oscillating_guidance
 from test_cascade_helpers import HashTextEncoder, single_thread
 
 PROMPT = "a red circle moving right"
@@ -194,3 +196,41 @@ def test_extend_rejects_a_clip_shorter_than_the_base_needs(tiny: Cascade) -> Non
         tiny.extend(_clip(2), PROMPT, progress=False)
     with pytest.raises(ValueError, match="the clip has 3 frames; extending needs at least 4"):
         tiny.extend(_clip(3), PROMPT, backward=True, progress=False)
+
+
+def test_capped_guidance_keeps_weak_schedules_and_caps_strong_ones_to_constant() -> None:
+    assert capped_guidance(oscillating_guidance(4.0, 1.0, 2), 1.0) == constant_guidance(1.0)
+    assert capped_guidance(constant_guidance(3.0), 1.0) == constant_guidance(1.0)
+    for weak in (constant_guidance(0.0), constant_guidance(1.0), oscillating_guidance(1.0, 0.5, 2)):
+        assert capped_guidance(weak, 1.0) == weak
+
+
+def _guidance_used(tiny: Cascade, monkeypatch: pytest.MonkeyPatch, **options: object) -> dict:
+    """Each stage's guidance in one extension round of ``tiny`` with ``options``."""
+    seen: dict = {}
+    run_stages = tiny._run_stages
+
+    def spy(run, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.update({stage.name: stage.guidance for stage in run})
+        return run_stages(run, *args, **kwargs)
+
+    monkeypatch.setattr(tiny, "_run_stages", spy)
+    tiny.extend(_clip(6), PROMPT, frames=2, generator=_seed(0), progress=False, **options)
+    return seen
+
+
+def test_extend_caps_guidance_unless_the_caller_sets_it(
+    tiny: Cascade, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    default = _guidance_used(tiny, monkeypatch)
+    assert default == {
+        "base": constant_guidance(1.0),
+        "tsr": constant_guidance(1.0),
+        "ssr": constant_guidance(0.0),
+    }
+    chosen = _guidance_used(
+        tiny, monkeypatch, overrides={"base": StageOverride(guidance=constant_guidance(3.0))}
+    )
+    assert chosen["base"] == constant_guidance(3.0) and chosen["tsr"] == constant_guidance(1.0)
+    own = _guidance_used(tiny, monkeypatch, guidance_cap=None)
+    assert own == {stage.name: stage.guidance for stage in tiny.config.stages}

@@ -36,6 +36,7 @@ from imagen_video.cascade.config import StageConfig
 from imagen_video.cascade.frame_base import FRAME_BASE_DIR, KnownFrameNetwork
 from imagen_video.cascade.video_input import center_crop_to_aspect
 from imagen_video.diffusion._random import Generators
+from imagen_video.diffusion.config import GuidanceConfig, constant_guidance
 from imagen_video.samplers import Denoise
 
 if TYPE_CHECKING:
@@ -45,6 +46,20 @@ if TYPE_CHECKING:
 DEFAULT_METHOD = "reconstruction"
 """Default conditioning method of :func:`extend`, and of :func:`animate` with a cascade that has no
 frame-conditioned base; chosen by ``benchmarks/conditional_quality.py`` (docs/conditional.md)."""
+
+
+EXTEND_GUIDANCE_CAP = 1.0
+"""Largest classifier-free guidance weight (eq. 5 convention) :func:`extend` samples a stage with,
+unless the caller's ``overrides`` give that stage a guidance: stronger guidance draws the new frames'
+object larger than the clip has it, and the clip already says what the video shows
+(docs/conditional.md, "Guidance in an extension")."""
+
+
+def capped_guidance(guidance: GuidanceConfig, cap: float) -> GuidanceConfig:
+    """``guidance`` (paper sec. 2.6.2) when no step of it weighs more than ``cap``, else constant
+    guidance at ``cap``."""
+    peak = guidance.w if guidance.mode == "constant" else max(guidance.w_high, guidance.w_low)
+    return guidance if peak <= cap else constant_guidance(cap)
 
 
 def animate_method(cascade: Cascade) -> str:
@@ -141,12 +156,15 @@ def sample_known(
     callback: ProgressCallback | None = None,
     offload: bool = False,
     progress: bool = True,
+    guidance_cap: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Run the whole cascade once with ``known`` frames (top-stage shape, [-1, 1]) conditioning every
     stage by ``method``; returns the top output (N, C, T, H, W) in [0, 1] and each stage's seconds.
 
     ``keep_input``: every stage keeps the known frames (the output's known frames equal the input);
     otherwise they are the model's own reconstruction. ``weight``: ``w_r`` of reconstruction guidance.
+    ``guidance_cap``: stages whose ``overrides`` set no guidance sample with at most this weight
+    (:func:`capped_guidance`; None: their own).
     """
     check_method(method)
     run = cascade.select_stages(None, from_base=True)
@@ -154,6 +172,12 @@ def sample_known(
     if method == "finetuned":
         run[0], models[run[0].name] = _frame_base(cascade, known, stage_frames(run)[0])
     run = cascade._apply_overrides(run, overrides)
+    if guidance_cap is not None:
+        chosen = {name for name, change in (overrides or {}).items() if change.guidance is not None}
+        run = [
+            s if s.name in chosen else s.replace(guidance=capped_guidance(s.guidance, guidance_cap))
+            for s in run
+        ]
     counts = dict(zip((s.name for s in run), stage_frames(run), strict=True))
     device = cascade.device
 
@@ -278,7 +302,8 @@ def extend(
     Autoregressive rounds (Video Diffusion Models sec. 3.1): each conditions one cascade run on the
     last (first, backward) frames so far (:func:`extension_context`) and keeps the new ones. Returns
     (B, C, T + frames, H, W): the input frames followed (preceded) by the new ones. ``options`` as in
-    :func:`animate` (``method`` defaults to :data:`DEFAULT_METHOD`).
+    :func:`animate` (``method`` defaults to :data:`DEFAULT_METHOD`), and ``guidance_cap`` (default
+    :data:`EXTEND_GUIDANCE_CAP`; None samples every stage with its own guidance).
     """
     from imagen_video.cascade.runner import CascadeOutput
 
@@ -295,6 +320,7 @@ def extend(
     timings: dict[str, float] = {}
     added = 0
     method = options.pop("method", None) or DEFAULT_METHOD
+    options.setdefault("guidance_cap", EXTEND_GUIDANCE_CAP)
     while added < frames:
         left = frames - added
         context, new = extension_context(clip.shape[2], left, window, base_factor, backward=backward)

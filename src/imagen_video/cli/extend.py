@@ -3,7 +3,9 @@
 The clip is read at the cascade's output frame rate (frames skipped when its rate is higher), resized
 to the output size, and extended autoregressively (Video Diffusion Models sec. 3.1): each round
 conditions a full cascade run on the clip's last frames so far. The output holds the original frames
-followed (``--backward``: preceded) by the new ones, at the cascade's frame rate.
+followed (``--backward``: preceded) by the new ones, at the cascade's frame rate. Guidance is capped
+at w = 1 (:data:`imagen_video.cascade.conditional.EXTEND_GUIDANCE_CAP`) where ``--guidance`` is not
+given.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "extend",
         help="continue a video clip forward (or backward) following a prompt",
         description="Extend VIDEO by --frames new frames through the whole cascade; the output holds the "
-        "original frames followed (or, with --backward, preceded) by the new ones.",
+        "original frames followed (or, with --backward, preceded) by the new ones. Stages sample with "
+        "classifier-free guidance of at most w = 1 unless --guidance sets theirs.",
     )
     parser.add_argument("video", help="input video file (.mp4, .webm, .gif, ...) or a folder of frames")
     parser.add_argument("--frames", type=int, default=16, metavar="N", help="new frames to add (default 16)")
