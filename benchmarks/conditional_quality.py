@@ -23,6 +23,7 @@ are fixed.
     python benchmarks/conditional_quality.py --merge a.json b.json --out all.json  # runs over --start
     python benchmarks/conditional_quality.py --tasks extend --steps base=32  # a stage's sampling changed
     python benchmarks/conditional_quality.py --tasks extend --keep-input  # as `imagen-video extend` samples
+    python benchmarks/conditional_quality.py --tasks extend --keep-input --no-guidance-cap  # own guidance
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ import numpy as np
 import torch
 
 from imagen_video.cascade import Cascade, CascadeStep
+from imagen_video.cascade.conditional import EXTEND_GUIDANCE_CAP
 from imagen_video.cascade.conditioning import METHODS
 from imagen_video.cli._options import GUIDANCE_SYNTAX, parse_overrides
 from imagen_video.serialization import atomic_write_json
@@ -183,6 +185,7 @@ def run_extend(cascade: Cascade, combos: Cases, method: str, args: argparse.Name
             clips[:, :, :CONTEXT],
             [c.caption for c, _ in batch],
             frames=top.frames - CONTEXT,
+            guidance_cap=None if args.no_guidance_cap else EXTEND_GUIDANCE_CAP,
             callback=keep_last if args.stage_positions else None,
             **sampling(method, args, index),
         ).video
@@ -326,6 +329,11 @@ def main() -> None:
         "--keep-input",
         action="store_true",
         help="every stage keeps the given frames, as the commands' default (default: the model's own)",
+    )
+    parser.add_argument(
+        "--no-guidance-cap",
+        action="store_true",
+        help="extend: sample every stage with its own guidance (default: capped at w = 1, as extend does)",
     )
     parser.add_argument("--start", type=int, default=0, help="skip the first N cases of every task")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join the results of these runs instead")
