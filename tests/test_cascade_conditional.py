@@ -153,6 +153,8 @@ def test_extension_needs_two_base_frames() -> None:
         extension_context(4, 4, window=32, base_factor=4)
     with pytest.raises(ValueError, match="the clip has 7 frames; extending needs at least 8"):
         extension_context(7, 4, window=32, base_factor=4, backward=True)
+    with pytest.raises(ValueError, match="a base stage of at least two frames"):
+        extension_context(16, 4, window=4, base_factor=4)
 
 
 def _clip(frames: int) -> torch.Tensor:

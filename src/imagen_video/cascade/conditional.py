@@ -52,7 +52,7 @@ EXTEND_GUIDANCE_CAP = 1.0
 """Largest classifier-free guidance weight (eq. 5 convention) :func:`extend` samples a stage with,
 unless the caller's ``overrides`` give that stage a guidance: stronger guidance draws the new frames'
 object larger than the clip has it, and the clip already says what the video shows
-(docs/conditional.md, "Guidance in an extension")."""
+(docs/conditional.md, "The seam on a base frame, and guidance in an extension")."""
 
 
 def capped_guidance(guidance: GuidanceConfig, cap: float) -> GuidanceConfig:
@@ -270,6 +270,8 @@ def extension_context(
     frame past the window's last base frame: the TSR stages only hold that frame over the trailing
     ones. ValueError for a clip shorter than two base frames' worth.
     """
+    if window < 2 * base_factor:
+        raise ValueError("extending needs a base stage of at least two frames")
     minimum = 2 * base_factor if backward else base_factor + 1
     if clip_frames < minimum:
         raise ValueError(
