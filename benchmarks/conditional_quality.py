@@ -9,6 +9,8 @@ Three tasks, each with every conditioning method asked for, on a shipped cascade
   and the object's velocity across the seam (least-squares slope over frames 15-19) is compared with
   its velocity inside the clip (slope over frames 0-15); the new frames' object area is compared with
   the rendered continuation's (``size_drift``, mean log ratio; 0 when the size carries on right);
+- extend_backward: the same with the clip's last 16 frames given and the 16 before them generated,
+  measured on the time-reversed videos (the seam slope over frames 12-16, in the clip's own order);
 - first/last frame: frames 0 and T-1 of a rendered moving clip are given; the object must move
   monotonically from the first position to the last (no step back by more than half a pixel).
 
@@ -169,9 +171,14 @@ def run_animate(cascade: Cascade, combos: Cases, method: str, args: argparse.Nam
     return in_batches(combos, args.batch, work)
 
 
-def run_extend(cascade: Cascade, combos: Cases, method: str, args: argparse.Namespace) -> list[dict]:
-    """Extend each combo's first 16 rendered frames by 16; analyzer on the new frames, seam speed."""
+def run_extend(
+    cascade: Cascade, combos: Cases, method: str, args: argparse.Namespace, backward: bool = False
+) -> list[dict]:
+    """Extend each combo's first 16 rendered frames by 16 (``backward``: its last 16 by the 16 before
+    them); analyzer on the new frames, seam speed and size drift. Backward is measured on the
+    time-reversed videos, where the given frames, the seam and the new frames sit as forward."""
     top = cascade.config.stages[-1]
+    added = top.frames - CONTEXT
 
     def work(batch: Cases, index: int) -> list[dict]:
         clips = torch.stack([render(c, top.frames, top.height, top.width, seed) for c, seed in batch])
@@ -182,23 +189,26 @@ def run_extend(cascade: Cascade, combos: Cases, method: str, args: argparse.Name
                 stages[step.stage] = step.x_hat.detach().float().cpu()
 
         out = cascade.extend(
-            clips[:, :, :CONTEXT],
+            clips[:, :, added:] if backward else clips[:, :, :CONTEXT],
             [c.caption for c, _ in batch],
-            frames=top.frames - CONTEXT,
+            frames=added,
+            backward=backward,
             guidance_cap=None if args.no_guidance_cap else EXTEND_GUIDANCE_CAP,
-            callback=keep_last if args.stage_positions else None,
+            callback=keep_last if args.stage_positions and not backward else None,
             **sampling(method, args, index),
         ).video
         rows = []
         for i, ((c, _), video, clip) in enumerate(zip(batch, out, clips, strict=True)):
-            ratio = seam_ratio(clip[:, :CONTEXT], video, c.motion)  # type: ignore[arg-type]
+            new = video[:, :added] if backward else video[:, CONTEXT:]
+            seen, truth = (video.flip(1), clip.flip(1)) if backward else (video, clip)
+            ratio = seam_ratio(truth[:, :CONTEXT], seen, c.motion)  # type: ignore[arg-type]
             rows.append(
                 {
                     "prompt": c.caption,
-                    "match": analyze_clip(video[:, CONTEXT:], "CTHW").matches(c),
+                    "match": analyze_clip(new, "CTHW").matches(c),
                     "seam_ratio": ratio,
                     "seam_ok": ratio is not None and abs(ratio - 1.0) <= 0.25,
-                    "size_drift": size_drift(clip, video),  # type: ignore[arg-type]
+                    "size_drift": size_drift(truth, seen),  # type: ignore[arg-type]
                 }
             )
             if stages:
@@ -206,6 +216,11 @@ def run_extend(cascade: Cascade, combos: Cases, method: str, args: argparse.Name
         return rows
 
     return in_batches(combos, args.batch, work)
+
+
+def run_extend_backward(cascade: Cascade, combos: Cases, method: str, args: argparse.Namespace) -> list[dict]:
+    """:func:`run_extend` with ``backward``: the 16 frames before each combo's last 16."""
+    return run_extend(cascade, combos, method, args, backward=True)
 
 
 def run_first_last(cascade: Cascade, combos: Cases, method: str, args: argparse.Namespace) -> list[dict]:
@@ -259,7 +274,12 @@ def summarize(rows: list[dict]) -> dict[str, object]:
     return summary
 
 
-TASKS = {"animate": run_animate, "extend": run_extend, "first_last": run_first_last}
+TASKS = {
+    "animate": run_animate,
+    "extend": run_extend,
+    "extend_backward": run_extend_backward,
+    "first_last": run_first_last,
+}
 
 
 def task_combos(task: str, limit: int | None, start: int = 0) -> Cases:

@@ -73,6 +73,16 @@ def test_seam_ratio_reads_one_on_a_rendered_continuation(bench: dict, motion: st
     assert bench["seam_ratio"](context, gone, motion) is None
 
 
+@pytest.mark.parametrize("motion", MOTIONS)
+def test_backward_seam_reads_one_on_the_time_reversed_rendered_clip(bench: dict, motion: str) -> None:
+    from imagen_video.world import Combo
+
+    reverse = bench["render"](Combo("green", "circle", motion), 32, 48, 80, 11).flip(1)  # as run_extend
+    assert bench["seam_ratio"](reverse[:, : bench["CONTEXT"]], reverse, motion) == pytest.approx(1.0, abs=0.1)
+    assert bench["size_drift"](reverse, reverse) == pytest.approx(0.0)
+    assert "extend_backward" in bench["TASKS"]
+
+
 def test_stage_positions_count_frames_of_the_clips_own_motion(bench: dict) -> None:
     from imagen_video.world import Combo
 
