@@ -69,6 +69,13 @@ def animate_method(cascade: Cascade) -> str:
     return "finetuned" if cascade.frame_base is not None else DEFAULT_METHOD
 
 
+def extend_method(cascade: Cascade, *, backward: bool = False) -> str:
+    """:func:`extend`'s default method: forward :data:`DEFAULT_METHOD`; backward ``"finetuned"``
+    where the cascade has a frame-conditioned base (with the default cascade it reads 98 of 108
+    backward continuations right against 89, docs/conditional.md), else :data:`DEFAULT_METHOD`."""
+    return "finetuned" if backward and cascade.frame_base is not None else DEFAULT_METHOD
+
+
 def to_rgb(video: torch.Tensor) -> torch.Tensor:
     """(B, C, T, H, W) in [0, 1] with C = 1 (grayscale, repeated), 3, or 4 (RGBA, composited over the
     black background) as RGB; ValueError naming the shape otherwise."""
@@ -304,7 +311,7 @@ def extend(
     Autoregressive rounds (Video Diffusion Models sec. 3.1): each conditions one cascade run on the
     last (first, backward) frames so far (:func:`extension_context`) and keeps the new ones. Returns
     (B, C, T + frames, H, W): the input frames followed (preceded) by the new ones. ``options`` as in
-    :func:`animate` (``method`` defaults to :data:`DEFAULT_METHOD`), and ``guidance_cap`` (default
+    :func:`animate` (``method`` defaults to :func:`extend_method`), and ``guidance_cap`` (default
     :data:`EXTEND_GUIDANCE_CAP`; None samples every stage with its own guidance).
     """
     from imagen_video.cascade.runner import CascadeOutput
@@ -321,7 +328,7 @@ def extend(
     text_seconds = time.perf_counter() - start
     timings: dict[str, float] = {}
     added = 0
-    method = options.pop("method", None) or DEFAULT_METHOD
+    method = options.pop("method", None) or extend_method(cascade, backward=backward)
     options.setdefault("guidance_cap", EXTEND_GUIDANCE_CAP)
     while added < frames:
         left = frames - added

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 METHOD_CHOICES = ("replacement", "reconstruction", "finetuned")
 DEFAULT_METHOD = "reconstruction"
 ANIMATE_DEFAULT_HELP = "finetuned where the cascade has a frame-conditioned base, else reconstruction"
+EXTEND_DEFAULT_HELP = "reconstruction; backward: finetuned where the cascade has a frame-conditioned base"
 DEFAULT_RECONSTRUCTION_WEIGHT = 2.0
 
 

@@ -15,7 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from imagen_video.cli import UserError
-from imagen_video.cli.animate import add_conditioning_arguments, check_common, run_conditional
+from imagen_video.cli.animate import (
+    EXTEND_DEFAULT_HELP,
+    add_conditioning_arguments,
+    check_common,
+    run_conditional,
+)
 
 if TYPE_CHECKING:
     from imagen_video.cascade.runner import Cascade, CascadeOutput
@@ -40,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="keep every N-th input frame (default: the skip that brings the clip's frame rate "
         "closest to the cascade's output rate)",
     )
-    add_conditioning_arguments(parser)
+    add_conditioning_arguments(parser, EXTEND_DEFAULT_HELP)
     parser.set_defaults(func=run)
 
 
