@@ -55,6 +55,21 @@ lora() {  # lora OUT DATA STAGE STEPS [finetune options...]: train (or resume) a
   echo "finetune $out wall time: $((SECONDS - start)) s"
 }
 
+full_finetune() {  # full_finetune OUT STAGE STEPS: fully fine-tune (or resume) a demo stage on the stills
+  local out=$1 stage=$2 steps=$3
+  [ -f "$RUNS/adapter/data/manifest.jsonl" ] || { echo "run 'images' first (its data)"; exit 2; }
+  cat > "$out.json" <<JSON
+{"batch_size": 8, "lr": 0.0002, "warmup_steps": 20, "ema_decay": 0.995, "max_steps": $steps,
+ "checkpoint_every": 50, "log_every": 10, "seed": 0}
+JSON
+  local resume=()
+  [ -d "$out/checkpoints" ] && resume=(--resume)
+  local start=$SECONDS
+  $IV train --cascade "$DEMO" --stage "$stage" --init-from "$DEMO/$stage" --data "$RUNS/adapter/data" \
+      --out "$out" --config "$out.json" --no-progress "${resume[@]}"
+  echo "full fine-tune $out wall time: $((SECONDS - start)) s"
+}
+
 score() {  # score NAME [benchmark options...]
   local name=$1; shift
   # shellcheck disable=SC2086
@@ -67,17 +82,7 @@ for experiment in "${@:-images}"; do
             score images --lora "$RUNS/adapter" ;;
     videos) lora "$RUNS/adapter_videos" "$RUNS/orange_videos" base "$STEPS"
             score videos --lora "$RUNS/adapter_videos" ;;
-    full)   [ -f "$RUNS/adapter/data/manifest.jsonl" ] || { echo "run 'images' first (its data)"; exit 2; }
-            cat > "$RUNS/full.json" <<JSON
-{"batch_size": 8, "lr": 0.0002, "warmup_steps": 20, "ema_decay": 0.995, "max_steps": $STEPS,
- "checkpoint_every": 50, "log_every": 10, "seed": 0}
-JSON
-            resume=()
-            [ -d "$RUNS/full/checkpoints" ] && resume=(--resume)
-            start=$SECONDS
-            $IV train --cascade "$DEMO" --stage base --init-from "$DEMO/base" --data "$RUNS/adapter/data" \
-                --out "$RUNS/full" --config "$RUNS/full.json" --no-progress "${resume[@]}"
-            echo "full fine-tune wall time: $((SECONDS - start)) s"
+    full)   full_finetune "$RUNS/full" base "$STEPS"
             $IV cascade assemble "$RUNS/full_cascade" "$RUNS/full/stage" "$DEMO/tsr1" "$DEMO/ssr1" \
                 "$DEMO/tsr2" "$DEMO/ssr2" --preset "$DEMO"
             score full --model "$RUNS/full_cascade" ;;
@@ -92,20 +97,9 @@ JSON
             score videos_sr --lora "$RUNS/adapter_videos" --lora "$RUNS/adapter_videos_ssr1" \
                 --lora "$RUNS/adapter_videos_ssr2" ;;
     full_sr)  # the baseline as the shipped adapter: base, ssr1 and ssr2 fully fine-tuned on the stills
-            [ -f "$RUNS/adapter/data/manifest.jsonl" ] || { echo "run 'images' first (its data)"; exit 2; }
-            for stage in base ssr1 ssr2; do
-              steps=$SR_STEPS; [ $stage = base ] && steps=$STEPS
-              cat > "$RUNS/full_$stage.json" <<JSON
-{"batch_size": 8, "lr": 0.0002, "warmup_steps": 20, "ema_decay": 0.995, "max_steps": $steps,
- "checkpoint_every": 50, "log_every": 10, "seed": 0}
-JSON
-              resume=()
-              [ -d "$RUNS/full_$stage/checkpoints" ] && resume=(--resume)
-              start=$SECONDS
-              $IV train --cascade "$DEMO" --stage $stage --init-from "$DEMO/$stage" --data "$RUNS/adapter/data" \
-                  --out "$RUNS/full_$stage" --config "$RUNS/full_$stage.json" --no-progress "${resume[@]}"
-              echo "full fine-tune of $stage wall time: $((SECONDS - start)) s"
-            done
+            full_finetune "$RUNS/full_base" base "$STEPS"
+            full_finetune "$RUNS/full_ssr1" ssr1 "$SR_STEPS"
+            full_finetune "$RUNS/full_ssr2" ssr2 "$SR_STEPS"
             $IV cascade assemble "$RUNS/full_sr_cascade" "$RUNS/full_base/stage" "$DEMO/tsr1" \
                 "$RUNS/full_ssr1/stage" "$DEMO/tsr2" "$RUNS/full_ssr2/stage" --preset "$DEMO"
             score full_sr --model "$RUNS/full_sr_cascade" ;;
