@@ -343,7 +343,8 @@ def main() -> None:
     parser.add_argument(
         "--stage-positions",
         action="store_true",
-        help="extend: record where every stage puts the object (rows' stage_positions, base_ratio)",
+        help="extend (forward only): record where every stage puts the object (rows' stage_positions, "
+        "base_ratio)",
     )
     parser.add_argument(
         "--keep-input",
