@@ -13,6 +13,7 @@ from imagen_video.cascade.conditioning import (
     noised_known,
     reconstruction_guided_denoiser,
     replacement_denoiser,
+    resize_frames,
 )
 from imagen_video.diffusion.config import ScheduleConfig
 from imagen_video.samplers import sample_ddim
@@ -119,6 +120,59 @@ def test_reconstruction_guidance_pulls_unknown_frames_toward_consistency() -> No
         return float((denoise(state, logsnr, 0) - known)[:, :, MASK].square().sum())
 
     assert error(x_guided) < error(plain)
+
+
+def test_an_ssr_input_guides_the_unknown_frames_to_it() -> None:
+    """With ``low`` at the stage's own size (D the identity) and x_hat = alpha z (c = 0: the known
+    frames' term has no gradient at the unknown ones), ``||low - x^b_hat||^2`` has gradient
+    ``2 alpha (x^b_hat - low)``, so eq. 7 gives ``x^b_hat - w_r alpha^2 (x^b_hat - low)``."""
+    denoise, weight = _linear_denoiser(0.0), 0.7
+    z, logsnr = torch.randn(SHAPE, generator=_seed(0)), torch.tensor([0.3, -2.0])
+    low = torch.rand(SHAPE, generator=_seed(9)) * 2 - 1
+    out = reconstruction_guided_denoiser(
+        denoise, _known(), MASK, weight=weight, generator=_seed(3), keep=False, low=low
+    )(z, logsnr, 0)
+    alpha, _ = _alpha_sigma(logsnr)
+    x_hat = denoise(noised_known(z, logsnr, _known(), MASK, _seed(3)), logsnr, 0)
+    expected = x_hat - weight * alpha**2 * (x_hat - low)
+    torch.testing.assert_close(out[:, :, ~MASK], expected[:, :, ~MASK])
+    torch.testing.assert_close(out[:, :, MASK], x_hat[:, :, MASK])
+
+
+def test_a_tsr_input_guides_every_k_th_unknown_frame_to_it() -> None:
+    """A TSR stage's input holds every k-th frame (D picks them): with ``low`` of T / 2 frames the
+    unknown even frames are guided as above, the odd ones (no input frame) not at all."""
+    denoise, weight = _linear_denoiser(0.0), 0.7
+    z, logsnr = torch.randn(SHAPE, generator=_seed(0)), torch.tensor([0.3, -2.0])
+    low = torch.rand(2, 3, 3, 4, 5, generator=_seed(9)) * 2 - 1  # frames 0, 2, 4 of the output
+    out = reconstruction_guided_denoiser(
+        denoise, _known(), MASK, weight=weight, generator=_seed(3), keep=False, low=low
+    )(z, logsnr, 0)
+    alpha, _ = _alpha_sigma(logsnr)
+    x_hat = denoise(noised_known(z, logsnr, _known(), MASK, _seed(3)), logsnr, 0)
+    # frames 0 and 5 are known; frame 2 and 4 unknown with an input frame; 1 and 3 without one
+    for frame, index in ((2, 1), (4, 2)):
+        expected = x_hat[:, :, frame] - weight * alpha[:, :, 0] ** 2 * (x_hat[:, :, frame] - low[:, :, index])
+        torch.testing.assert_close(out[:, :, frame], expected)
+    torch.testing.assert_close(out[:, :, [0, 1, 3, 5]], x_hat[:, :, [0, 1, 3, 5]])
+
+
+def test_an_ssr_input_pulls_the_downsampled_prediction_toward_it() -> None:
+    """At half the size (the antialiased resize the SSR stages are trained on), one guided
+    prediction is closer to the input, downsampled, than the plain one."""
+    denoise = _linear_denoiser(0.0)
+    shape = (2, 3, 6, 8, 8)
+    z, logsnr = torch.randn(shape, generator=_seed(0)), torch.tensor([0.0, 1.0])
+    known, low = torch.zeros(shape), torch.rand(2, 3, 6, 4, 4, generator=_seed(9)) * 2 - 1
+    plain = replacement_denoiser(denoise, known, MASK, generator=_seed(3), keep=False)(z, logsnr, 0)
+    guided = reconstruction_guided_denoiser(
+        denoise, known, MASK, weight=2.0, generator=_seed(3), keep=False, low=low
+    )(z, logsnr, 0)
+
+    def error(x: torch.Tensor) -> float:
+        return float((resize_frames(x, 4, 4) - low)[:, :, ~MASK].square().sum())
+
+    assert error(guided) < 0.9 * error(plain)
 
 
 def test_no_known_frame_leaves_the_denoiser_alone() -> None:

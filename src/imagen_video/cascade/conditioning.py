@@ -93,6 +93,7 @@ def reconstruction_guided_denoiser(
     weight: float = DEFAULT_RECONSTRUCTION_WEIGHT,
     generator: Generators = None,
     keep: bool = True,
+    low: torch.Tensor | None = None,
 ) -> Denoise:
     """Reconstruction-guided sampling (Video Diffusion Models eq. 7) around ``denoise``.
 
@@ -101,6 +102,12 @@ def reconstruction_guided_denoiser(
     is taken through ``denoise`` (the network runs forward and backward once per step). Each
     sample's error involves only its own frames, so the batch's summed error gives every sample
     its own gradient.
+
+    ``low`` (N, C, T / k, h, w), a super-resolution stage's input: the error also holds
+    ``||low^b - D(x^b_hat)||^2`` over the unknown frames, ``D`` the degradation the stage was trained
+    to invert (every k-th frame, paper sec. 2.3, resized to h x w with antialiasing), so they keep to
+    the input they super-resolve (the super-resolution form of reconstruction guidance, Video
+    Diffusion Models sec. 3.1).
     """
     if weight < 0:
         raise ValueError(f"reconstruction guidance weight w_r must be >= 0, got {weight}")
@@ -112,6 +119,11 @@ def reconstruction_guided_denoiser(
             z.requires_grad_(True)
             x_hat = denoise(z, logsnr_t, step)  # (N, C, T, H, W)
             error = ((known.to(x_hat.dtype) - x_hat) * m).square().sum()
+            if low is not None:
+                factor = x_hat.shape[2] // low.shape[2]
+                down = resize_frames(x_hat[:, :, ::factor], low.shape[-2], low.shape[-1])
+                free = (1.0 - m)[:, :, ::factor]
+                error = error + ((low.to(down.dtype) - down) * free).square().sum()
             (grad,) = torch.autograd.grad(error, z)
         alpha = torch.sigmoid(logsnr_t).sqrt().view(-1, 1, 1, 1, 1).to(z.dtype)
         guided = x_hat.detach() - (weight * alpha / 2.0) * grad * (1.0 - m)  # eq. 7 on x^b only
@@ -135,9 +147,11 @@ def conditioned_denoiser(
     weight: float = DEFAULT_RECONSTRUCTION_WEIGHT,
     generator: Generators = None,
     keep: bool = True,
+    low: torch.Tensor | None = None,
 ) -> Denoise:
     """``denoise`` conditioned on ``known`` frames by ``method`` (:data:`METHODS`); a mask without
-    known frames returns ``denoise`` itself."""
+    known frames returns ``denoise`` itself. ``low``: a super-resolution stage's input, for
+    reconstruction guidance (:func:`reconstruction_guided_denoiser`; replacement does not use it)."""
     check_method(method)
     if method == "finetuned":
         raise ValueError("'finetuned' picks a method per stage; pass stage_method(method, stage kind)")
@@ -145,7 +159,9 @@ def conditioned_denoiser(
         return denoise
     if method == "replacement":
         return replacement_denoiser(denoise, known, mask, generator=generator, keep=keep)
-    return reconstruction_guided_denoiser(denoise, known, mask, weight=weight, generator=generator, keep=keep)
+    return reconstruction_guided_denoiser(
+        denoise, known, mask, weight=weight, generator=generator, keep=keep, low=low
+    )
 
 
 def stage_method(method: str, kind: str) -> str:
