@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from imagen_video.cascade import Cascade, CascadeStep
-from imagen_video.cascade.conditional import capped_guidance, extension_context, read_image, to_rgb
+from imagen_video.cascade import Cascade, CascadeStep, conditional
+from imagen_video.cascade.conditional import anchors, capped_guidance, extension_context, read_image, to_rgb
 from imagen_video.cascade.presets import tiny_cascade
 from imagen_video.cascade.sampling import StageOverride
 from imagen_video.diffusion.config import constant_guidance, oscillating_guidance
@@ -169,6 +169,38 @@ def test_extend_forward_in_rounds_keeps_the_clip_first(tiny: Cascade) -> None:
     torch.testing.assert_close(out.video[0, :, :6], clip, atol=1e-6, rtol=0)
     rounds = sum(1 for s in steps if s.stage_index == 0 and s.step == 0)
     assert rounds == 2  # 3 known + 4 new frames of the 8-frame window, then 5 known + 1
+
+
+def _inputs_guided_to(tiny: Cascade, monkeypatch: pytest.MonkeyPatch, **options: object) -> dict:
+    """The shape of the ``low`` input each stage's conditioning gets in one extension round of ``tiny``
+    (None where the stage is not anchored)."""
+    seen: dict = {}
+    wrapper = conditional.conditioned_denoiser
+
+    def spy(denoise, known, mask, method, **kwargs):  # type: ignore[no-untyped-def]
+        low = kwargs.get("low")
+        seen[tuple(known.shape[2:])] = None if low is None else tuple(low.shape)
+        return wrapper(denoise, known, mask, method, **kwargs)
+
+    monkeypatch.setattr(conditional, "conditioned_denoiser", spy)
+    tiny.extend(_clip(4), PROMPT, frames=4, generator=_seed(0), progress=False, **options)
+    return seen
+
+
+def test_extend_forward_anchors_the_sr_stages_to_their_input_with_reconstruction_guidance(
+    tiny: Cascade, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, tsr, ssr = (4, 8, 8), (8, 8, 8), (8, 16, 16)  # each stage's (T, H, W)
+    shapes = {base: None, tsr: (1, 3, 4, 8, 8), ssr: (1, 3, 8, 8, 8)}  # its input's shape
+    unanchored = dict.fromkeys(shapes)
+    assert _inputs_guided_to(tiny, monkeypatch) == shapes
+    assert _inputs_guided_to(tiny, monkeypatch, method="replacement") == unanchored
+    assert _inputs_guided_to(tiny, monkeypatch, anchor=False) == unanchored
+    backward = {"backward": True, "method": "reconstruction"}
+    assert _inputs_guided_to(tiny, monkeypatch, **backward) == unanchored
+    assert _inputs_guided_to(tiny, monkeypatch, anchor=True, **backward) == shapes
+    assert anchors("reconstruction") and not anchors("finetuned") and not anchors("replacement")
+    assert not anchors("reconstruction", backward=True)
 
 
 def test_extend_backward_puts_the_new_frames_first(tiny: Cascade) -> None:

@@ -76,6 +76,15 @@ def extend_method(cascade: Cascade, *, backward: bool = False) -> str:
     return "finetuned" if backward and cascade.frame_base is not None else DEFAULT_METHOD
 
 
+def anchors(method: str, *, backward: bool = False) -> bool:
+    """Whether :func:`extend` anchors the super-resolution stages to their input by default: forward
+    with reconstruction guidance, where it keeps the new frames' object at the clip's size (mean size
+    drift 0.063 -> 0.018 with the default cascade) and the seam more often; with the frame-conditioned
+    base it costs seams, backward analyzer readings (docs/conditional.md, "Anchoring the
+    super-resolution stages")."""
+    return method == "reconstruction" and not backward
+
+
 def to_rgb(video: torch.Tensor) -> torch.Tensor:
     """(B, C, T, H, W) in [0, 1] with C = 1 (grayscale, repeated), 3, or 4 (RGBA, composited over the
     black background) as RGB; ValueError naming the shape otherwise."""
@@ -164,6 +173,7 @@ def sample_known(
     offload: bool = False,
     progress: bool = True,
     guidance_cap: float | None = None,
+    anchor: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Run the whole cascade once with ``known`` frames (top-stage shape, [-1, 1]) conditioning every
     stage by ``method``; returns the top output (N, C, T, H, W) in [0, 1] and each stage's seconds.
@@ -171,7 +181,9 @@ def sample_known(
     ``keep_input``: every stage keeps the known frames (the output's known frames equal the input);
     otherwise they are the model's own reconstruction. ``weight``: ``w_r`` of reconstruction guidance.
     ``guidance_cap``: stages whose ``overrides`` set no guidance sample with at most this weight
-    (:func:`capped_guidance`; None: their own).
+    (:func:`capped_guidance`; None: their own). ``anchor``: reconstruction guidance at the super-resolution
+    stages also keeps their new frames to the stage's input (``low`` of
+    :func:`~imagen_video.cascade.conditioning.reconstruction_guided_denoiser`).
     """
     check_method(method)
     run = cascade.select_stages(None, from_base=True)
@@ -188,12 +200,13 @@ def sample_known(
     counts = dict(zip((s.name for s in run), stage_frames(run), strict=True))
     device = cascade.device
 
-    def wrap(stage: StageConfig) -> Callable[[Denoise], Denoise]:
+    def wrap(stage: StageConfig, previous: torch.Tensor | None) -> Callable[[Denoise], Denoise]:
         video, mask = known.at_stage(counts[stage.name], stage.height, stage.width)
         video, mask = video.to(device), mask.to(device)
+        low = previous if anchor else None
         chosen = stage_method(method, stage.kind)
         return lambda denoise: conditioned_denoiser(
-            denoise, video, mask, chosen, weight=weight, generator=generator, keep=keep_input
+            denoise, video, mask, chosen, weight=weight, generator=generator, keep=keep_input, low=low
         )
 
     out, timings = cascade._run_stages(run, text, None, generator, callback, offload, progress, wrap, models)
@@ -311,8 +324,9 @@ def extend(
     Autoregressive rounds (Video Diffusion Models sec. 3.1): each conditions one cascade run on the
     last (first, backward) frames so far (:func:`extension_context`) and keeps the new ones. Returns
     (B, C, T + frames, H, W): the input frames followed (preceded) by the new ones. ``options`` as in
-    :func:`animate` (``method`` defaults to :func:`extend_method`), and ``guidance_cap`` (default
-    :data:`EXTEND_GUIDANCE_CAP`; None samples every stage with its own guidance).
+    :func:`animate` (``method`` defaults to :func:`extend_method`), ``guidance_cap`` (default
+    :data:`EXTEND_GUIDANCE_CAP`; None samples every stage with its own guidance) and ``anchor``
+    (default :func:`anchors`: forward with the ``"reconstruction"`` method).
     """
     from imagen_video.cascade.runner import CascadeOutput
 
@@ -330,6 +344,8 @@ def extend(
     added = 0
     method = options.pop("method", None) or extend_method(cascade, backward=backward)
     options.setdefault("guidance_cap", EXTEND_GUIDANCE_CAP)
+    if options.get("anchor") is None:
+        options["anchor"] = anchors(str(method), backward=backward)
     while added < frames:
         left = frames - added
         context, new = extension_context(clip.shape[2], left, window, base_factor, backward=backward)

@@ -374,11 +374,12 @@ class Cascade(PipelineMixin):
         callback: ProgressCallback | None,
         offload: bool,
         progress: bool,
-        wrap: Callable[[StageConfig], Callable[[Denoise], Denoise] | None] | None = None,
+        wrap: Callable[[StageConfig, torch.Tensor | None], Callable[[Denoise], Denoise] | None] | None = None,
         models: Mapping[str, torch.nn.Module] | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """Sample ``run`` in order from ``previous``; return the last output in [0, 1] and the timings.
-        ``wrap(stage)`` gives the wrapper of that stage's denoiser, if any, and ``models`` networks
+        ``wrap(stage, previous)`` gives the wrapper of that stage's denoiser, if any (``previous``: the
+        input it samples from, [-1, 1], None at the base), and ``models`` networks
         that replace the cascade's for some stages (conditional generation)."""
         networks = {**self.models, **(models or {})}
         from tqdm.auto import tqdm
@@ -413,7 +414,7 @@ class Cascade(PipelineMixin):
                         generator=generator,
                         callback=on_step,
                         autocast_dtype=autocast,
-                        wrap=wrap(stage) if wrap is not None else None,
+                        wrap=wrap(stage, previous) if wrap is not None else None,
                     )
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
