@@ -26,6 +26,7 @@ are fixed.
     python benchmarks/conditional_quality.py --tasks extend --steps base=32  # a stage's sampling changed
     python benchmarks/conditional_quality.py --tasks extend --keep-input  # as `imagen-video extend` samples
     python benchmarks/conditional_quality.py --tasks extend --keep-input --no-guidance-cap  # own guidance
+    python benchmarks/conditional_quality.py --tasks extend --keep-input --anchor off  # SR stages unanchored
 """
 
 from __future__ import annotations
@@ -194,6 +195,7 @@ def run_extend(
             frames=added,
             backward=backward,
             guidance_cap=None if args.no_guidance_cap else EXTEND_GUIDANCE_CAP,
+            anchor={"auto": None, "on": True, "off": False}[args.anchor],
             callback=keep_last if args.stage_positions and not backward else None,
             **sampling(method, args, index),
         ).video
@@ -356,6 +358,13 @@ def main() -> None:
         action="store_true",
         help="extend: sample every stage with its own guidance (default: capped at w = 1, as extend does)",
     )
+    parser.add_argument(
+        "--anchor",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="extend: guide the SR stages' new frames to their input (default auto: as extend does, "
+        "forward with reconstruction guidance only)",
+    )
     parser.add_argument("--start", type=int, default=0, help="skip the first N cases of every task")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join the results of these runs instead")
     parser.add_argument("--out", help="write the results as JSON here")
@@ -389,6 +398,7 @@ def main() -> None:
         "steps": args.steps,
         "guidance": args.guidance,
         "keep_input": args.keep_input,
+        "anchor": args.anchor,
         "cells": cells,
     }
     if args.out:
