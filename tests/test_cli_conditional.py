@@ -22,7 +22,6 @@ def _one_thread() -> Iterator[None]:
     yield from single_thread()
 
 
-
 def _png(path: Path, seed: int, height: int = 16, width: int = 16) -> np.ndarray:
     pixels = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(path)
@@ -85,6 +84,40 @@ def test_extend_reads_the_clip_at_the_cascade_rate_and_keeps_it(
     assert frames.shape == (7, 16, 16, 3)  # every 2nd of 8 frames (8 -> 4 fps), then 3 new
     assert np.array_equal(frames[:4], source[::2])
     assert "7 frames of 16x16 at 4 fps" in stdout
+
+
+@pytest.mark.parametrize(
+    ("flags", "anchored"), [((), True), (("--no-anchor",), False), (("--backward",), False)]
+)
+def test_extend_anchors_the_sr_stages_forward_unless_told(
+    model_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    flags: tuple[str, ...],
+    anchored: bool,
+) -> None:
+    from imagen_video.cascade import conditional
+
+    lows: list[object] = []
+    wrapped = conditional.conditioned_denoiser
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        lows.append(kwargs.get("low"))
+        return wrapped(*args, **kwargs)
+
+    monkeypatch.setattr(conditional, "conditioned_denoiser", spy)
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    for i in range(8):
+        _png(clip / f"{i:03d}.png", i)
+    code, _, stderr = _run(
+        capsys, "extend", str(clip), "--prompt", PROMPT, "--frames", "3", "-o", str(tmp_path / "out.gif"),
+        "--model", str(model_dir), "--seed", "0", "--quiet", "--method", "reconstruction", *flags,
+    )  # fmt: skip
+    assert code == 0, stderr
+    assert lows[0] is None  # the base has no input (one round: 3 new frames fit one window)
+    assert all((low is not None) == anchored for low in lows[1:]) and len(lows) > 1
 
 
 @pytest.mark.parametrize(

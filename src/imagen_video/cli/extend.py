@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frames", type=int, default=16, metavar="N", help="new frames to add (default 16)")
     parser.add_argument("--backward", action="store_true", help="add the new frames before the clip")
     parser.add_argument(
+        "--anchor",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="guide the super-resolution stages' new frames to their input, which keeps the object's size "
+        "across the seam (default: forward with reconstruction guidance; docs/conditional.md)",
+    )
+    parser.add_argument(
         "--stride",
         type=int,
         metavar="N",
@@ -78,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         )
 
     def sample(cascade: Cascade, options: dict) -> CascadeOutput:
-        return cascade.extend(clip, args.prompt, frames=args.frames, backward=args.backward, **options)
+        return cascade.extend(
+            clip, args.prompt, frames=args.frames, backward=args.backward, anchor=args.anchor, **options
+        )
 
     return run_conditional(args, "extend", outputs, sample)
