@@ -138,14 +138,14 @@ def sampling(method: str, args: argparse.Namespace, index: int) -> dict:
     """The options every task samples with: the method, ``w_r``, the model's own known frames, the
     stages' sampling overrides, and batch ``index``'s generator (so a run split with ``--start`` draws
     what one run would)."""
-    return {
+    options = {
         "method": method,
-        "weight": args.weight,
         "keep_input": args.keep_input,
         "overrides": args.overrides,
         "generator": torch.Generator().manual_seed(args.seed + args.start // args.batch + index),
         "progress": False,
     }
+    return options if args.weight is None else {**options, "weight": args.weight}
 
 
 def run_animate(cascade: Cascade, combos: Cases, method: str, args: argparse.Namespace) -> list[dict]:
@@ -330,7 +330,9 @@ def main() -> None:
         "--methods", help="comma-separated methods (default: every method the cascade supports)"
     )
     parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks")
-    parser.add_argument("--weight", type=float, default=2.0, help="w_r of reconstruction guidance")
+    parser.add_argument(
+        "--weight", type=float, help="w_r of reconstruction guidance (default: the command's, 2; extend 4)"
+    )
     parser.add_argument(
         "--limit", action="append", default=[], help="cases per task end at N (N or TASK=N; default: all)"
     )

@@ -13,7 +13,15 @@ import torch
 from PIL import Image
 
 from imagen_video.cascade import Cascade, CascadeStep, conditional
-from imagen_video.cascade.conditional import anchors, capped_guidance, extension_context, read_image, to_rgb
+from imagen_video.cascade.conditional import (
+    EXTEND_BASE_STEPS,
+    EXTEND_RECONSTRUCTION_WEIGHT,
+    anchors,
+    capped_guidance,
+    extension_context,
+    read_image,
+    to_rgb,
+)
 from imagen_video.cascade.presets import tiny_cascade
 from imagen_video.cascade.sampling import StageOverride
 from imagen_video.diffusion.config import constant_guidance, oscillating_guidance
@@ -171,15 +179,15 @@ def test_extend_forward_in_rounds_keeps_the_clip_first(tiny: Cascade) -> None:
     assert rounds == 2  # 3 known + 4 new frames of the 8-frame window, then 5 known + 1
 
 
-def _inputs_guided_to(tiny: Cascade, monkeypatch: pytest.MonkeyPatch, **options: object) -> dict:
-    """The shape of the ``low`` input each stage's conditioning gets in one extension round of ``tiny``
-    (None where the stage is not anchored)."""
+def _conditioning(tiny: Cascade, monkeypatch: pytest.MonkeyPatch, **options: object) -> dict:
+    """Per stage (T, H, W): the shape of the ``low`` input its conditioning gets in one extension round
+    of ``tiny`` (None where the stage is not anchored) and its ``w_r``."""
     seen: dict = {}
     wrapper = conditional.conditioned_denoiser
 
     def spy(denoise, known, mask, method, **kwargs):  # type: ignore[no-untyped-def]
         low = kwargs.get("low")
-        seen[tuple(known.shape[2:])] = None if low is None else tuple(low.shape)
+        seen[tuple(known.shape[2:])] = (None if low is None else tuple(low.shape), kwargs["weight"])
         return wrapper(denoise, known, mask, method, **kwargs)
 
     monkeypatch.setattr(conditional, "conditioned_denoiser", spy)
@@ -187,7 +195,11 @@ def _inputs_guided_to(tiny: Cascade, monkeypatch: pytest.MonkeyPatch, **options:
     return seen
 
 
-def test_extend_forward_anchors_the_sr_stages_to_their_input_with_reconstruction_guidance(
+def _inputs_guided_to(tiny: Cascade, monkeypatch: pytest.MonkeyPatch, **options: object) -> dict:
+    return {stage: low for stage, (low, _) in _conditioning(tiny, monkeypatch, **options).items()}
+
+
+def test_extend_anchors_the_sr_stages_to_their_input_with_reconstruction_guidance(
     tiny: Cascade, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     base, tsr, ssr = (4, 8, 8), (8, 8, 8), (8, 16, 16)  # each stage's (T, H, W)
@@ -196,11 +208,18 @@ def test_extend_forward_anchors_the_sr_stages_to_their_input_with_reconstruction
     assert _inputs_guided_to(tiny, monkeypatch) == shapes
     assert _inputs_guided_to(tiny, monkeypatch, method="replacement") == unanchored
     assert _inputs_guided_to(tiny, monkeypatch, anchor=False) == unanchored
-    backward = {"backward": True, "method": "reconstruction"}
-    assert _inputs_guided_to(tiny, monkeypatch, **backward) == unanchored
-    assert _inputs_guided_to(tiny, monkeypatch, anchor=True, **backward) == shapes
+    assert _inputs_guided_to(tiny, monkeypatch, backward=True) == shapes
+    assert _inputs_guided_to(tiny, monkeypatch, backward=True, anchor=False) == unanchored
+    assert _inputs_guided_to(tiny, monkeypatch, method="replacement", anchor=True) == shapes
     assert anchors("reconstruction") and not anchors("finetuned") and not anchors("replacement")
-    assert not anchors("reconstruction", backward=True)
+
+
+def test_extend_guides_with_its_own_reconstruction_weight_unless_given(
+    tiny: Cascade, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    weights = {w for _, w in _conditioning(tiny, monkeypatch).values()}
+    assert weights == {EXTEND_RECONSTRUCTION_WEIGHT} and EXTEND_RECONSTRUCTION_WEIGHT != 2.0
+    assert {w for _, w in _conditioning(tiny, monkeypatch, weight=2.0).values()} == {2.0}
 
 
 def test_extend_backward_puts_the_new_frames_first(tiny: Cascade) -> None:
@@ -239,18 +258,35 @@ def test_capped_guidance_keeps_weak_schedules_and_caps_strong_ones_to_constant()
         assert capped_guidance(weak, 1.0) == weak
 
 
-def _guidance_used(tiny: Cascade, monkeypatch: pytest.MonkeyPatch, **options: object) -> dict:
-    """Each stage's guidance in one extension round of ``tiny`` with ``options``."""
+def _stages_used(tiny: Cascade, monkeypatch: pytest.MonkeyPatch, **options: object) -> dict:
+    """Each stage's config, by name, in one extension round of ``tiny`` with ``options``."""
     seen: dict = {}
     run_stages = tiny._run_stages
 
     def spy(run, *args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.update({stage.name: stage.guidance for stage in run})
+        seen.update({stage.name: stage for stage in run})
         return run_stages(run, *args, **kwargs)
 
     monkeypatch.setattr(tiny, "_run_stages", spy)
     tiny.extend(_clip(6), PROMPT, frames=2, generator=_seed(0), progress=False, **options)
     return seen
+
+
+def _guidance_used(tiny: Cascade, monkeypatch: pytest.MonkeyPatch, **options: object) -> dict:
+    return {name: stage.guidance for name, stage in _stages_used(tiny, monkeypatch, **options).items()}
+
+
+def test_extend_samples_the_base_with_at_least_its_base_steps(
+    tiny: Cascade, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    own = {stage.name: stage.sampler.steps for stage in tiny.config.stages}
+    assert own["base"] < EXTEND_BASE_STEPS
+    used = {name: stage.sampler.steps for name, stage in _stages_used(tiny, monkeypatch).items()}
+    assert used == {**own, "base": EXTEND_BASE_STEPS}  # the SR stages keep theirs
+    chosen = _stages_used(tiny, monkeypatch, overrides={"base": StageOverride(steps=3)})
+    assert chosen["base"].sampler.steps == 3
+    assert _stages_used(tiny, monkeypatch, base_steps=None)["base"].sampler.steps == own["base"]
+    assert _stages_used(tiny, monkeypatch, base_steps=1)["base"].sampler.steps == own["base"]
 
 
 def test_extend_caps_guidance_unless_the_caller_sets_it(

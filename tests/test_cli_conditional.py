@@ -87,9 +87,9 @@ def test_extend_reads_the_clip_at_the_cascade_rate_and_keeps_it(
 
 
 @pytest.mark.parametrize(
-    ("flags", "anchored"), [((), True), (("--no-anchor",), False), (("--backward",), False)]
+    ("flags", "anchored"), [((), True), (("--no-anchor",), False), (("--backward",), True)]
 )
-def test_extend_anchors_the_sr_stages_forward_unless_told(
+def test_extend_anchors_the_sr_stages_unless_told(
     model_dir: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -156,3 +156,4 @@ def test_cli_choices_and_defaults_mirror_the_library() -> None:
     assert animate.METHOD_CHOICES == conditioning.METHODS
     assert animate.DEFAULT_METHOD == conditional.DEFAULT_METHOD
     assert animate.DEFAULT_RECONSTRUCTION_WEIGHT == conditioning.DEFAULT_RECONSTRUCTION_WEIGHT
+    assert animate.EXTEND_RECONSTRUCTION_WEIGHT == conditional.EXTEND_RECONSTRUCTION_WEIGHT

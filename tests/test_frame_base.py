@@ -162,26 +162,23 @@ def test_the_frame_base_sees_the_known_frames_at_the_base_shape() -> None:
 
     network.forward = spy  # type: ignore[method-assign]
     clip = torch.rand(3, 8, 16, 16, generator=_seed(4))
-    cascade.extend(clip, PROMPT, frames=4, method="finetuned", generator=_seed(5), progress=False)
+    cascade.extend(
+        clip, PROMPT, frames=4, method="finetuned", base_steps=None, generator=_seed(5), progress=False
+    )
     video, mask = seen[0]
     assert video.shape[2:] == (4, 8, 8) and mask.shape == (video.shape[0], 4)
     assert mask[0].tolist() == [True, True, False, False]  # 3 known top frames: the newest is base frame 1
     assert len(seen) == cascade.frame_base[0].sampler.steps  # one batched (cond + uncond) forward a step
 
 
-def test_backward_extension_defaults_to_the_frame_base_forward_to_reconstruction() -> None:
-    from imagen_video.cascade.conditional import extend_method
-
+def test_extension_defaults_to_reconstruction_guidance_even_with_a_frame_base() -> None:
     with_base = _cascade_with_frame_base()
-    plain = Cascade.from_config(tiny_cascade(), generator=_seed(0), text_encoder=HashTextEncoder())
-    assert extend_method(with_base, backward=True) == "finetuned"
-    assert extend_method(with_base) == extend_method(plain, backward=True) == "reconstruction"
     clip = torch.rand(3, 8, 16, 16, generator=_seed(4))
-    default = with_base.extend(clip, PROMPT, frames=4, backward=True, generator=_seed(5), progress=False)
-    chosen = with_base.extend(
-        clip, PROMPT, frames=4, backward=True, method="finetuned", generator=_seed(5), progress=False
-    )
-    torch.testing.assert_close(default.video, chosen.video)
+    for backward in (False, True):
+        options = {"frames": 4, "backward": backward, "progress": False}
+        default = with_base.extend(clip, PROMPT, generator=_seed(5), **options)
+        chosen = with_base.extend(clip, PROMPT, method="reconstruction", generator=_seed(5), **options)
+        torch.testing.assert_close(default.video, chosen.video)
 
 
 def test_without_a_frame_base_the_method_is_refused() -> None:

@@ -55,6 +55,19 @@ object larger than the clip has it, and the clip already says what the video sho
 (docs/conditional.md, "The seam on a base frame, and guidance in an extension")."""
 
 
+EXTEND_RECONSTRUCTION_WEIGHT = 4.0
+"""Reconstruction guidance weight ``w_r`` :func:`extend` samples with unless ``weight`` is given: with
+the base's :data:`EXTEND_BASE_STEPS` it holds the clip's own speed across the seam, where ``w_r = 2``
+pulls a continuation toward the middle of the speeds the base knows (docs/conditional.md, "Sampling
+an extension")."""
+
+EXTEND_BASE_STEPS = 16
+"""Fewest sampler steps :func:`extend` samples the base stage with, unless ``overrides`` set the base's
+steps: reconstruction guidance corrects the base's prediction once per step, and the 4 (distilled) or
+8 steps of the demo cascades' bases are too few to carry the clip's speed into the new frames
+(docs/conditional.md, "Sampling an extension")."""
+
+
 def capped_guidance(guidance: GuidanceConfig, cap: float) -> GuidanceConfig:
     """``guidance`` (paper sec. 2.6.2) when no step of it weighs more than ``cap``, else constant
     guidance at ``cap``."""
@@ -69,20 +82,12 @@ def animate_method(cascade: Cascade) -> str:
     return "finetuned" if cascade.frame_base is not None else DEFAULT_METHOD
 
 
-def extend_method(cascade: Cascade, *, backward: bool = False) -> str:
-    """:func:`extend`'s default method: forward :data:`DEFAULT_METHOD`; backward ``"finetuned"``
-    where the cascade has a frame-conditioned base (with the default cascade it reads 98 of 108
-    backward continuations right against 89, docs/conditional.md), else :data:`DEFAULT_METHOD`."""
-    return "finetuned" if backward and cascade.frame_base is not None else DEFAULT_METHOD
-
-
-def anchors(method: str, *, backward: bool = False) -> bool:
-    """Whether :func:`extend` anchors the super-resolution stages to their input by default: forward
-    with reconstruction guidance, where it keeps the new frames' object at the clip's size (mean size
-    drift 0.063 -> 0.018 with the default cascade) and the seam more often; with the frame-conditioned
-    base it costs seams, backward analyzer readings (docs/conditional.md, "Anchoring the
-    super-resolution stages")."""
-    return method == "reconstruction" and not backward
+def anchors(method: str) -> bool:
+    """Whether :func:`extend` anchors the super-resolution stages to their input by default: with
+    reconstruction guidance, where it keeps the new frames' object at the clip's size; the
+    frame-conditioned base's extensions keep the seam less often anchored (docs/conditional.md,
+    "Anchoring the super-resolution stages")."""
+    return method == "reconstruction"
 
 
 def to_rgb(video: torch.Tensor) -> torch.Tensor:
@@ -173,6 +178,7 @@ def sample_known(
     offload: bool = False,
     progress: bool = True,
     guidance_cap: float | None = None,
+    base_steps: int | None = None,
     anchor: bool = False,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """Run the whole cascade once with ``known`` frames (top-stage shape, [-1, 1]) conditioning every
@@ -181,22 +187,17 @@ def sample_known(
     ``keep_input``: every stage keeps the known frames (the output's known frames equal the input);
     otherwise they are the model's own reconstruction. ``weight``: ``w_r`` of reconstruction guidance.
     ``guidance_cap``: stages whose ``overrides`` set no guidance sample with at most this weight
-    (:func:`capped_guidance`; None: their own). ``anchor``: reconstruction guidance at the super-resolution
-    stages also keeps their new frames to the stage's input (``low`` of
-    :func:`~imagen_video.cascade.conditioning.reconstruction_guided_denoiser`).
+    (:func:`capped_guidance`; None: their own). ``base_steps``: the base samples with at least this
+    many steps unless ``overrides`` set its steps (None: its own). ``anchor``: reconstruction
+    guidance at the super-resolution stages also keeps their new frames to the stage's input (``low``
+    of :func:`~imagen_video.cascade.conditioning.reconstruction_guided_denoiser`).
     """
     check_method(method)
     run = cascade.select_stages(None, from_base=True)
     models: dict[str, torch.nn.Module] = {}
     if method == "finetuned":
         run[0], models[run[0].name] = _frame_base(cascade, known, stage_frames(run)[0])
-    run = cascade._apply_overrides(run, overrides)
-    if guidance_cap is not None:
-        chosen = {name for name, change in (overrides or {}).items() if change.guidance is not None}
-        run = [
-            s if s.name in chosen else s.replace(guidance=capped_guidance(s.guidance, guidance_cap))
-            for s in run
-        ]
+    run = _adjusted(cascade._apply_overrides(run, overrides), overrides or {}, guidance_cap, base_steps)
     counts = dict(zip((s.name for s in run), stage_frames(run), strict=True))
     device = cascade.device
 
@@ -229,6 +230,26 @@ def _frame_base(cascade: Cascade, known: KnownFrames, frames: int) -> tuple[Stag
     config, network = cascade.frame_base
     video, mask = known.at_stage(frames, config.height, config.width)
     return config, KnownFrameNetwork(network, video.to(cascade.device), mask.to(cascade.device))
+
+
+def _adjusted(
+    run: list[StageConfig],
+    overrides: Mapping[str, StageOverride],
+    guidance_cap: float | None,
+    base_steps: int | None,
+) -> list[StageConfig]:
+    """``run`` with guidance capped at ``guidance_cap`` and the base's steps raised to ``base_steps``
+    (None: unchanged), except where ``overrides`` set that stage's guidance or steps."""
+    out = []
+    for stage in run:
+        change = overrides.get(stage.name)
+        if guidance_cap is not None and (change is None or change.guidance is None):
+            stage = stage.replace(guidance=capped_guidance(stage.guidance, guidance_cap))
+        steps = stage.sampler.steps
+        if stage.kind == "base" and base_steps is not None and (change is None or change.steps is None):
+            stage = stage.replace(sampler=stage.sampler.replace(steps=max(steps, base_steps)))
+        out.append(stage)
+    return out
 
 
 def _top(cascade: Cascade) -> tuple[StageConfig, int]:
@@ -324,9 +345,11 @@ def extend(
     Autoregressive rounds (Video Diffusion Models sec. 3.1): each conditions one cascade run on the
     last (first, backward) frames so far (:func:`extension_context`) and keeps the new ones. Returns
     (B, C, T + frames, H, W): the input frames followed (preceded) by the new ones. ``options`` as in
-    :func:`animate` (``method`` defaults to :func:`extend_method`), ``guidance_cap`` (default
-    :data:`EXTEND_GUIDANCE_CAP`; None samples every stage with its own guidance) and ``anchor``
-    (default :func:`anchors`: forward with the ``"reconstruction"`` method).
+    :func:`animate` (``method`` defaults to :data:`DEFAULT_METHOD`, ``weight`` to
+    :data:`EXTEND_RECONSTRUCTION_WEIGHT`), ``guidance_cap`` (default :data:`EXTEND_GUIDANCE_CAP`; None
+    samples every stage with its own guidance), ``base_steps`` (default :data:`EXTEND_BASE_STEPS`;
+    None: the base's own) and ``anchor`` (default :func:`anchors`: with the ``"reconstruction"``
+    method).
     """
     from imagen_video.cascade.runner import CascadeOutput
 
@@ -342,10 +365,12 @@ def extend(
     text_seconds = time.perf_counter() - start
     timings: dict[str, float] = {}
     added = 0
-    method = options.pop("method", None) or extend_method(cascade, backward=backward)
+    method = options.pop("method", None) or DEFAULT_METHOD
     options.setdefault("guidance_cap", EXTEND_GUIDANCE_CAP)
+    options.setdefault("base_steps", EXTEND_BASE_STEPS)
+    options.setdefault("weight", EXTEND_RECONSTRUCTION_WEIGHT)
     if options.get("anchor") is None:
-        options["anchor"] = anchors(str(method), backward=backward)
+        options["anchor"] = anchors(str(method))
     while added < frames:
         left = frames - added
         context, new = extension_context(clip.shape[2], left, window, base_factor, backward=backward)

@@ -30,13 +30,14 @@ if TYPE_CHECKING:
     from imagen_video.cascade.runner import Cascade, CascadeOutput
 
 
-# The library's METHODS, DEFAULT_METHOD and DEFAULT_RECONSTRUCTION_WEIGHT (imagen_video.cascade.conditioning
-# and .conditional), repeated so that building the parser imports no torch (tests check they agree).
+# The library's METHODS, DEFAULT_METHOD, DEFAULT_RECONSTRUCTION_WEIGHT and EXTEND_RECONSTRUCTION_WEIGHT
+# (imagen_video.cascade.conditioning and .conditional), repeated so that building the parser imports
+# no torch (tests check they agree).
 METHOD_CHOICES = ("replacement", "reconstruction", "finetuned")
 DEFAULT_METHOD = "reconstruction"
 ANIMATE_DEFAULT_HELP = "finetuned where the cascade has a frame-conditioned base, else reconstruction"
-EXTEND_DEFAULT_HELP = "reconstruction; backward: finetuned where the cascade has a frame-conditioned base"
 DEFAULT_RECONSTRUCTION_WEIGHT = 2.0
+EXTEND_RECONSTRUCTION_WEIGHT = 4.0
 
 
 def add_conditioning_arguments(parser: argparse.ArgumentParser, default_help: str = DEFAULT_METHOD) -> None:
@@ -52,9 +53,10 @@ def add_conditioning_arguments(parser: argparse.ArgumentParser, default_help: st
     parser.add_argument(
         "--guidance-weight",
         type=float,
-        default=DEFAULT_RECONSTRUCTION_WEIGHT,
+        default=None,
         metavar="W_R",
-        help=f"reconstruction guidance weight w_r (default {DEFAULT_RECONSTRUCTION_WEIGHT:g})",
+        help=f"reconstruction guidance weight w_r (default {DEFAULT_RECONSTRUCTION_WEIGHT:g}; "
+        f"extend: {EXTEND_RECONSTRUCTION_WEIGHT:g})",
     )
     parser.add_argument(
         "--no-keep-input",
@@ -97,7 +99,7 @@ def check_common(args: argparse.Namespace, label: str) -> tuple[object, object]:
     check_positive("--seed", args.seed, allow_zero=True)
     check_seed(args.seed)
     check_counts(1, args.scale)
-    if args.guidance_weight < 0:
+    if args.guidance_weight is not None and args.guidance_weight < 0:
         raise ValueError(f"--guidance-weight must be >= 0, got {args.guidance_weight:g}")
     args.device = resolve_device(args.device)
     grid = grid_sheet(args.output, args.format, [(None, label)])
@@ -133,13 +135,14 @@ def run_conditional(
     seed = resolve_seed(args.seed)
     options = {
         "method": args.method,
-        "weight": args.guidance_weight,
         "keep_input": args.keep_input,
         "generator": torch.Generator().manual_seed(seed),
         "overrides": overrides,
         "offload": args.offload,
         "progress": not args.quiet,
     }
+    if args.guidance_weight is not None:
+        options["weight"] = args.guidance_weight
     try:
         with warnings_as_lines(command):
             output = sample(cascade, options)

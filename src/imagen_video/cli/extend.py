@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 from imagen_video.cli import UserError
 from imagen_video.cli.animate import (
-    EXTEND_DEFAULT_HELP,
     add_conditioning_arguments,
     check_common,
     run_conditional,
@@ -43,7 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="guide the super-resolution stages' new frames to their input, which keeps the object's size "
-        "across the seam (default: forward with reconstruction guidance; docs/conditional.md)",
+        "across the seam (default: with reconstruction guidance; docs/conditional.md)",
     )
     parser.add_argument(
         "--stride",
@@ -52,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="keep every N-th input frame (default: the skip that brings the clip's frame rate "
         "closest to the cascade's output rate)",
     )
-    add_conditioning_arguments(parser, EXTEND_DEFAULT_HELP)
+    add_conditioning_arguments(parser)
     parser.set_defaults(func=run)
 
 
