@@ -151,9 +151,10 @@ def test_bad_input_is_one_line_exit_2_and_no_output(
 
 def test_cli_choices_and_defaults_mirror_the_library() -> None:
     from imagen_video.cascade import conditional, conditioning
-    from imagen_video.cli import animate
+    from imagen_video.cli import animate, extend
 
     assert animate.METHOD_CHOICES == conditioning.METHODS
     assert animate.DEFAULT_METHOD == conditional.DEFAULT_METHOD
     assert animate.DEFAULT_RECONSTRUCTION_WEIGHT == conditioning.DEFAULT_RECONSTRUCTION_WEIGHT
     assert animate.EXTEND_RECONSTRUCTION_WEIGHT == conditional.EXTEND_RECONSTRUCTION_WEIGHT
+    assert extend.EXTEND_BASE_STEPS == conditional.EXTEND_BASE_STEPS

@@ -5,7 +5,8 @@ to the output size, and extended autoregressively (Video Diffusion Models sec. 3
 conditions a full cascade run on the clip's last frames so far. The output holds the original frames
 followed (``--backward``: preceded) by the new ones, at the cascade's frame rate. Guidance is capped
 at w = 1 (:data:`imagen_video.cascade.conditional.EXTEND_GUIDANCE_CAP`) where ``--guidance`` is not
-given.
+given, and the base samples with at least
+:data:`~imagen_video.cascade.conditional.EXTEND_BASE_STEPS` steps where ``--steps`` does not set its.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from imagen_video.cli.animate import (
 if TYPE_CHECKING:
     from imagen_video.cascade.runner import Cascade, CascadeOutput
 
+# imagen_video.cascade.conditional.EXTEND_BASE_STEPS, repeated so that building the parser imports no
+# torch (tests check they agree).
+EXTEND_BASE_STEPS = 16
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `extend` subcommand."""
@@ -32,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="continue a video clip forward (or backward) following a prompt",
         description="Extend VIDEO by --frames new frames through the whole cascade; the output holds the "
         "original frames followed (or, with --backward, preceded) by the new ones. Stages sample with "
-        "classifier-free guidance of at most w = 1 unless --guidance sets theirs.",
+        "classifier-free guidance of at most w = 1 unless --guidance sets theirs, the base with at least "
+        f"{EXTEND_BASE_STEPS} steps unless --steps sets its.",
     )
     parser.add_argument("video", help="input video file (.mp4, .webm, .gif, ...) or a folder of frames")
     parser.add_argument("--frames", type=int, default=16, metavar="N", help="new frames to add (default 16)")
