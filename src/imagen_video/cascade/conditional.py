@@ -245,9 +245,8 @@ def _adjusted(
         change = overrides.get(stage.name)
         if guidance_cap is not None and (change is None or change.guidance is None):
             stage = stage.replace(guidance=capped_guidance(stage.guidance, guidance_cap))
-        steps = stage.sampler.steps
         if stage.kind == "base" and base_steps is not None and (change is None or change.steps is None):
-            stage = stage.replace(sampler=stage.sampler.replace(steps=max(steps, base_steps)))
+            stage = stage.replace(sampler=stage.sampler.replace(steps=max(stage.sampler.steps, base_steps)))
         out.append(stage)
     return out
 
