@@ -52,20 +52,20 @@ EXTEND_GUIDANCE_CAP = 1.0
 """Largest classifier-free guidance weight (eq. 5 convention) :func:`extend` samples a stage with,
 unless the caller's ``overrides`` give that stage a guidance: stronger guidance draws the new frames'
 object larger than the clip has it, and the clip already says what the video shows
-(docs/conditional.md, "The seam on a base frame, and guidance in an extension")."""
+(docs/conditional-measurements.md, "The seam on a base frame, and guidance in an extension")."""
 
 
 EXTEND_RECONSTRUCTION_WEIGHT = 4.0
 """Reconstruction guidance weight ``w_r`` :func:`extend` samples with unless ``weight`` is given: with
 the base's :data:`EXTEND_BASE_STEPS` it holds the clip's own speed across the seam, where ``w_r = 2``
-pulls a continuation toward the middle of the speeds the base knows (docs/conditional.md, "Sampling
-an extension")."""
+pulls a continuation toward the middle of the speeds the base knows (docs/conditional-measurements.md,
+"Sampling an extension")."""
 
 EXTEND_BASE_STEPS = 16
 """Fewest sampler steps :func:`extend` samples the base stage with, unless ``overrides`` set the base's
 steps: reconstruction guidance corrects the base's prediction once per step, and the 4 (distilled) or
 8 steps of the demo cascades' bases are too few to carry the clip's speed into the new frames
-(docs/conditional.md, "Sampling an extension")."""
+(docs/conditional-measurements.md, "Sampling an extension")."""
 
 
 def capped_guidance(guidance: GuidanceConfig, cap: float) -> GuidanceConfig:
@@ -85,7 +85,7 @@ def animate_method(cascade: Cascade) -> str:
 def anchors(method: str) -> bool:
     """Whether :func:`extend` anchors the super-resolution stages to their input by default: with
     reconstruction guidance, where it keeps the new frames' object at the clip's size; the
-    frame-conditioned base's extensions keep the seam less often anchored (docs/conditional.md,
+    frame-conditioned base's extensions keep the seam less often anchored (docs/conditional-measurements.md,
     "Anchoring the super-resolution stages")."""
     return method == "reconstruction"
 
