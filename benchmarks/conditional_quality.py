@@ -365,7 +365,7 @@ def main() -> None:
         choices=("auto", "on", "off"),
         default="auto",
         help="extend: guide the SR stages' new frames to their input (default auto: as extend does, "
-        "forward with reconstruction guidance only)",
+        "with reconstruction guidance only)",
     )
     parser.add_argument("--start", type=int, default=0, help="skip the first N cases of every task")
     parser.add_argument("--merge", nargs="+", metavar="JSON", help="join the results of these runs instead")

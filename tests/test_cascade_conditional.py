@@ -210,7 +210,8 @@ def test_extend_anchors_the_sr_stages_to_their_input_with_reconstruction_guidanc
     assert _inputs_guided_to(tiny, monkeypatch, anchor=False) == unanchored
     assert _inputs_guided_to(tiny, monkeypatch, backward=True) == shapes
     assert _inputs_guided_to(tiny, monkeypatch, backward=True, anchor=False) == unanchored
-    assert _inputs_guided_to(tiny, monkeypatch, method="replacement", anchor=True) == shapes
+    with pytest.raises(ValueError, match="'replacement' method has none"):
+        tiny.extend(_clip(4), PROMPT, frames=4, method="replacement", anchor=True, progress=False)
     assert anchors("reconstruction") and not anchors("finetuned") and not anchors("replacement")
 
 

@@ -128,6 +128,7 @@ def test_extend_anchors_the_sr_stages_unless_told(
         (["extend", "{clip}", "--prompt", PROMPT], "the clip has 2 frames; extending needs at least 3"),
         (["extend", "{missing}", "--prompt", PROMPT], "does not exist"),
         (["extend", "{clip}", "--prompt", PROMPT, "--frames", "0"], "--frames must be an integer >= 1"),
+        (["extend", "{clip}", "--prompt", PROMPT, "--anchor", "--method", "replacement"], "--anchor needs"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_no_output(

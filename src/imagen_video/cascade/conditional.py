@@ -82,6 +82,12 @@ def animate_method(cascade: Cascade) -> str:
     return "finetuned" if cascade.frame_base is not None else DEFAULT_METHOD
 
 
+ANCHOR_NEEDS_GUIDANCE = (
+    "anchoring the super-resolution stages needs reconstruction guidance there; the 'replacement' "
+    "method has none (use 'reconstruction' or 'finetuned', or leave anchoring off)"
+)
+
+
 def anchors(method: str) -> bool:
     """Whether :func:`extend` anchors the super-resolution stages to their input by default: with
     reconstruction guidance, where it keeps the new frames' object at the clip's size; the
@@ -193,6 +199,8 @@ def sample_known(
     of :func:`~imagen_video.cascade.conditioning.reconstruction_guided_denoiser`).
     """
     check_method(method)
+    if anchor and method == "replacement":
+        raise ValueError(ANCHOR_NEEDS_GUIDANCE)
     run = cascade.select_stages(None, from_base=True)
     models: dict[str, torch.nn.Module] = {}
     if method == "finetuned":

@@ -74,6 +74,8 @@ def run(args: argparse.Namespace) -> int:
         outputs = check_common(args, (args.prompt or "").strip() or Path(args.video).stem)
         check_positive("--frames", args.frames)
         check_positive("--stride", args.stride)
+        if args.anchor and args.method == "replacement":
+            raise ValueError("--anchor needs reconstruction guidance; --method replacement has none")
         if not Path(args.video).exists():
             raise ValueError(f"input video {args.video!r} does not exist")
         top_fps = read_cascade_json(resolve_model_dir(args.model)).config.stages[-1].fps
